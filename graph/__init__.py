@@ -1,0 +1,55 @@
+"""skiff's incremental engine: Skip's reactive model in pure Python (no I/O)."""
+
+from graph.api import LazyCompute, Mapper, Reducer, Resource
+from graph.changeset import Changeset, Entry, TickResult
+from graph.collections import EagerCollection
+from graph.context import Context
+from graph.engine import Engine
+from graph.errors import (
+    CycleError,
+    GraphError,
+    InvalidWriteError,
+    KeyLookupError,
+    NotJsonError,
+    ParamsRejectedError,
+    UnknownCollectionError,
+    UnknownResourceError,
+    UserCodeError,
+)
+from graph.instance import ResourceInstance
+from graph.keys import json_sort_key
+from graph.lazy import LazyCollection
+from graph.reducers import Count, Max, Min, Sum
+from graph.service import Service
+from graph.values import Values
+
+__all__ = [
+    "Changeset",
+    "Context",
+    "Count",
+    "CycleError",
+    "EagerCollection",
+    "Engine",
+    "Entry",
+    "GraphError",
+    "InvalidWriteError",
+    "KeyLookupError",
+    "LazyCollection",
+    "LazyCompute",
+    "Mapper",
+    "Max",
+    "Min",
+    "NotJsonError",
+    "ParamsRejectedError",
+    "Reducer",
+    "Resource",
+    "ResourceInstance",
+    "Service",
+    "Sum",
+    "TickResult",
+    "UnknownCollectionError",
+    "UnknownResourceError",
+    "UserCodeError",
+    "Values",
+    "json_sort_key",
+]

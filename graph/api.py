@@ -1,0 +1,55 @@
+"""The base classes user code derives from: Mapper, Reducer, LazyCompute, Resource."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from graph.collections import EagerCollection
+    from graph.context import Context
+    from graph.lazy import LazyCollection
+    from graph.values import Values
+
+
+class Mapper:
+    """Maps one entry of a collection to any number of (key, value) pairs."""
+
+    def map_entry(self, key: Any, values: Values) -> Iterable[tuple[Any, Any]]:
+        raise NotImplementedError
+
+
+class Reducer:
+    """Folds the values of each key into one accumulator, incrementally.
+
+    `remove` may return None to mean "recompute this key from `initial`": the engine then
+    folds `add` over the key's current values.
+    """
+
+    initial: Any = None
+
+    def add(self, acc: Any, value: Any) -> Any:
+        raise NotImplementedError
+
+    def remove(self, acc: Any, value: Any) -> Any:
+        return None
+
+
+class LazyCompute:
+    """Computes the values of a lazy collection at one key, on demand."""
+
+    def compute(self, self_collection: LazyCollection, key: Any, context: Context) -> Iterable[Any]:
+        raise NotImplementedError
+
+
+class Resource:
+    """A parameterised live query. The constructor receives the client's JSON params and may
+    raise to reject them; `instantiate` builds the resource's collection from the shared ones."""
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+    def instantiate(
+        self, collections: Mapping[str, EagerCollection], context: Context
+    ) -> EagerCollection:
+        raise NotImplementedError

@@ -1,0 +1,26 @@
+"""Context: what create_graph and Resource.instantiate receive besides collections."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from graph.errors import UserCodeError
+from graph.lazy import LazyCollection
+
+if TYPE_CHECKING:
+    from graph.api import LazyCompute
+    from graph.engine import Engine
+
+
+class Context:
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def create_lazy_collection(self, compute: type[LazyCompute], *args: Any) -> LazyCollection:
+        try:
+            instance = compute(*args)
+        except Exception as err:
+            raise UserCodeError(f"lazy compute {compute.__name__} could not be constructed: {err!r}") from err
+        return LazyCollection(self._engine, instance, self)

@@ -1,0 +1,289 @@
+"""Engine: owns the graph, applies write batches as all-or-nothing ticks, hosts instances."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from graph.changeset import Changeset, Entry, TickResult
+from graph.collections import EagerCollection
+from graph.context import Context
+from graph.errors import (
+    GraphError,
+    InvalidWriteError,
+    NotJsonError,
+    ParamsRejectedError,
+    UnknownCollectionError,
+    UnknownResourceError,
+    UserCodeError,
+)
+from graph.instance import ResourceInstance
+from graph.keys import HKey, check_json, hkey, unkey
+from graph.lazy import LazyCollection
+from graph.node import InputNode, Node
+from graph.service import Service
+from graph.tick import Tick
+
+Batch = dict[str, list[tuple[HKey, list[Any]]]]
+
+
+class Engine:
+    """Not thread-safe: call it from one thread (the event loop's)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.version = 0
+        self.tick: Tick | None = None
+        self.context = Context(self)
+        self._node_ids = 0
+        self._capture: list[Node | LazyCollection] | None = None
+        self._inputs: dict[str, InputNode] = {}
+        self._shared: dict[str, Node] = {}
+        self._instances: dict[tuple[str, bytes], ResourceInstance] = {}
+        self._by_output: dict[int, list[ResourceInstance]] = {}
+        self._instance_ids = 0
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def for_service(cls, service: Service) -> Engine:
+        """A leader's (or single node's) engine: the inputs, then create_graph over them."""
+        engine = cls(service)
+        for name, entries in service.inputs.items():
+            node = engine._inputs[name] = InputNode(engine, name)
+            for key, values in engine._check_entries(name, entries):
+                node.set(key, values)
+        handles = {name: EagerCollection(node) for name, node in engine._inputs.items()}
+        shared = service.create_graph(handles, engine.context) if service.create_graph else {}
+        if not isinstance(shared, Mapping) or not all(
+            isinstance(c, EagerCollection) for c in shared.values()
+        ):
+            raise GraphError("create_graph must return a dict of EagerCollection")
+        engine._shared = {name: c.node for name, c in shared.items()}
+        for node in engine._shared.values():
+            node.tracked = True
+        return engine
+
+    @classmethod
+    def mirror(cls, service: Service, names: Sequence[str]) -> Engine:
+        """A follower's engine: the shared collections are its (empty) inputs."""
+        engine = cls(service)
+        for name in names:
+            node = engine._inputs[name] = InputNode(engine, name)
+            node.tracked = True
+        engine._shared = dict(engine._inputs)
+        return engine
+
+    def register_node(self, node: Node) -> int:
+        self._node_ids += 1
+        if self._capture is not None:
+            self._capture.append(node)
+        return self._node_ids
+
+    def register_lazy(self, lazy: LazyCollection) -> None:
+        if self._capture is not None:
+            self._capture.append(lazy)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(self._inputs)
+
+    @property
+    def shared_names(self) -> tuple[str, ...]:
+        return tuple(self._shared)
+
+    @property
+    def instance_count(self) -> int:
+        return len(self._instances)
+
+    # -- writes --------------------------------------------------------------------------------
+    def _check_entries(self, name: str, entries: Any) -> list[tuple[HKey, list[Any]]]:
+        if not isinstance(entries, list | tuple):
+            raise InvalidWriteError(
+                f"collection {name!r}: expected a list of [key, [values...]] entries"
+            )
+        out = []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, list | tuple) or len(entry) != 2:
+                raise InvalidWriteError(
+                    f"collection {name!r}, entry {i}: expected [key, [values...]]"
+                )
+            key, values = entry
+            if not isinstance(values, list | tuple):
+                raise InvalidWriteError(
+                    f"collection {name!r}, entry {i}: values must be a list, got {values!r}"
+                )
+            try:
+                hk = hkey(key)
+                for value in values:
+                    check_json(value)
+            except NotJsonError as err:
+                raise NotJsonError(f"collection {name!r}, entry {i}: {err}") from err
+            out.append((hk, list(values)))
+        return out
+
+    def validate(self, writes: Mapping[str, Any]) -> Batch:
+        """Check a batch without applying it (UnknownCollectionError, InvalidWriteError)."""
+        if not isinstance(writes, Mapping):
+            raise InvalidWriteError("a write batch maps collection names to entries")
+        batch: Batch = {}
+        for name, entries in writes.items():
+            if name not in self._inputs:
+                raise UnknownCollectionError(f"unknown input collection {name!r}")
+            batch[name] = self._check_entries(name, entries)
+        return batch
+
+    def apply(self, writes: Mapping[str, Any], version: int | None = None) -> TickResult:
+        """One tick: all of `writes` or, when user code raises, nothing."""
+        batch = self.validate(writes)
+        return self._tick(batch, version)
+
+    def replace_all(self, state: Mapping[str, Any], version: int) -> TickResult:
+        """One tick making every input equal to `state` (a follower's resync)."""
+        batch = self.validate(state)
+        for name, node in self._inputs.items():
+            wanted = batch.setdefault(name, [])
+            present = {k for k, _ in wanted}
+            wanted.extend((k, []) for k in list(node.keys()) if k not in present)
+        return self._tick(batch, version)
+
+    def _tick(self, batch: Batch, version: int | None) -> TickResult:
+        target = self.version + 1 if version is None else version
+        if target <= self.version:
+            raise InvalidWriteError(f"version {target} is not after {self.version}")
+        tick = self.tick = Tick()
+        try:
+            for name, entries in batch.items():
+                node = self._inputs[name]
+                for key, values in entries:
+                    node.set(key, values)
+            tick.run()
+        except BaseException as err:
+            tick.abandon()
+            tick.undo()
+            self._end_tick(tick)
+            if isinstance(err, GraphError | KeyboardInterrupt | SystemExit):
+                raise
+            raise UserCodeError(f"tick failed: {err!r}") from err
+        self.version = target
+        result = self._result(tick, target)
+        self._end_tick(tick)
+        return result
+
+    def _end_tick(self, tick: Tick) -> None:
+        for node in tick.touched.values():
+            node.tick_old.clear()
+        self.tick = None
+
+    def _result(self, tick: Tick, version: int) -> TickResult:
+        changed: dict[int, list[Entry]] = {}
+        for node in tick.touched.values():
+            entries = [(unkey(k), list(v)) for k, v in node.tick_changes()]
+            if entries:
+                changed[node.id] = entries
+        shared = {
+            name: tuple(changed[node.id]) for name, node in self._shared.items() if node.id in changed
+        }
+        instances = {
+            inst.id: changed[node_id]
+            for node_id, insts in self._by_output.items()
+            if node_id in changed
+            for inst in insts
+        }
+        return TickResult(version, Changeset(version, shared), instances)
+
+    # -- reads ---------------------------------------------------------------------------------
+    def _collection(self, name: str) -> Node:
+        node = self._shared.get(name) or self._inputs.get(name)
+        if node is None:
+            raise UnknownCollectionError(f"unknown collection {name!r}")
+        return node
+
+    def collection_entries(self, name: str) -> list[Entry]:
+        node = self._collection(name)
+        return [(unkey(k), list(node.get(k) or ())) for k in node.ordered_keys()]
+
+    def collection_items(self, name: str) -> Iterator[Entry]:
+        """Unordered entries (cheaper than collection_entries for snapshots)."""
+        node = self._collection(name)
+        for k in list(node.keys()):
+            yield unkey(k), list(node.get(k) or ())
+
+    def collection_size(self, name: str) -> int:
+        return len(self._collection(name))
+
+    # -- resource instances ----------------------------------------------------------------------
+    def instantiate(self, resource: str, params: Any) -> ResourceInstance:
+        cls = self.service.resources.get(resource)
+        if cls is None:
+            raise UnknownResourceError(f"unknown resource {resource!r}")
+        try:
+            check_json(params)
+            canonical = orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
+        except (NotJsonError, TypeError) as err:
+            raise ParamsRejectedError(f"params are not JSON: {err}") from err
+        existing = self._instances.get((resource, canonical))
+        if existing is not None:
+            existing.refs += 1
+            return existing
+        if self.tick is not None:
+            raise GraphError("cannot instantiate a resource during a tick")
+        self._capture = captured = []
+        try:
+            try:
+                obj = cls(params)
+            except Exception as err:
+                raise ParamsRejectedError(_reason(err)) from err
+            handles = {name: EagerCollection(node) for name, node in self._shared.items()}
+            try:
+                out = obj.instantiate(handles, self.context)
+            except Exception as err:
+                raise ParamsRejectedError(_reason(err)) from err
+            if not isinstance(out, EagerCollection):
+                raise ParamsRejectedError(f"resource {resource!r} did not return an EagerCollection")
+        except BaseException:
+            self._capture = None
+            _free(captured)
+            raise
+        self._capture = None
+        self._instance_ids += 1
+        inst = ResourceInstance(
+            id=self._instance_ids,
+            resource=resource,
+            params=params,
+            canonical_params=canonical,
+            output=out.node,
+            nodes=[n for n in captured if isinstance(n, Node)],
+            lazies=[n for n in captured if isinstance(n, LazyCollection)],
+        )
+        out.node.tracked = True
+        self._instances[(resource, canonical)] = inst
+        self._by_output.setdefault(out.node.id, []).append(inst)
+        return inst
+
+    def release(self, inst: ResourceInstance) -> None:
+        inst.refs -= 1
+        if inst.refs > 0:
+            return
+        if self._instances.get((inst.resource, inst.canonical_params)) is inst:
+            del self._instances[(inst.resource, inst.canonical_params)]
+        owners = self._by_output.get(inst.output.id, [])
+        if inst in owners:
+            owners.remove(inst)
+        if not owners:
+            self._by_output.pop(inst.output.id, None)
+        _free([*inst.nodes, *inst.lazies])
+
+    def instances(self) -> list[ResourceInstance]:
+        return list(self._instances.values())
+
+
+def _reason(err: Exception) -> str:
+    return str(err) or type(err).__name__
+
+
+def _free(items: Sequence[Node | LazyCollection]) -> None:
+    # Newest first: a node is freed before the nodes it was built from.
+    for item in reversed(items):
+        item.detach()

@@ -1,0 +1,45 @@
+"""The exceptions of the graph package; all derive from GraphError."""
+
+from __future__ import annotations
+
+
+class GraphError(Exception):
+    """Root of every error the engine raises."""
+
+
+class NotJsonError(GraphError):
+    """A key or value is not JSON (or not a valid key)."""
+
+
+class InvalidWriteError(GraphError):
+    """A write batch is malformed; nothing of it was applied."""
+
+
+class UnknownCollectionError(GraphError, KeyError):
+    """A write or read names a collection the service does not have."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown collection"
+
+
+class UnknownResourceError(GraphError, KeyError):
+    """A resource name the service does not declare."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown resource"
+
+
+class ParamsRejectedError(GraphError):
+    """A resource refused its parameters (its constructor or instantiate raised)."""
+
+
+class UserCodeError(GraphError):
+    """User code (a mapper, reducer or lazy compute) raised; the tick was rolled back."""
+
+
+class KeyLookupError(GraphError, LookupError):
+    """`get_unique` found no value or several values and no default was given."""
+
+
+class CycleError(UserCodeError):
+    """A lazy collection's computation depends on itself at the same key."""
