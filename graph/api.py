@@ -13,7 +13,10 @@ if TYPE_CHECKING:
 
 
 class Mapper:
-    """Maps one entry of a collection to any number of (key, value) pairs."""
+    """Maps one entry of a collection to any number of (key, value) pairs.
+
+    `map_entry` must not mutate the values it is given: they are the engine's own.
+    """
 
     def map_entry(self, key: Any, values: Values) -> Iterable[tuple[Any, Any]]:
         raise NotImplementedError
@@ -24,6 +27,9 @@ class Reducer:
 
     `remove` may return None to mean "recompute this key from `initial`": the engine then
     folds `add` over the key's current values.
+
+    `add` and `remove` must return a new accumulator, never mutate `acc` (nor `initial`): the
+    engine keeps old accumulators to detect changes and to roll a failed tick back.
     """
 
     initial: Any = None

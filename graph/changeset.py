@@ -37,15 +37,20 @@ class Changeset:
             changes = raw["changes"]
             if type(version) is not int or not isinstance(changes, dict):
                 raise TypeError("bad field types")
-            return cls(
-                version,
-                {
-                    str(name): tuple((key, list(values)) for key, values in entries)
-                    for name, entries in changes.items()
-                },
-            )
+            return cls(version, {name: _entries(entries) for name, entries in changes.items()})
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as err:
             raise GraphError(f"not an encoded changeset: {err}") from err
+
+
+def _entries(raw: Any) -> tuple[Entry, ...]:
+    if type(raw) is not list:
+        raise TypeError("a collection's changes must be a list of entries")
+    out = []
+    for entry in raw:
+        if type(entry) is not list or len(entry) != 2 or type(entry[1]) is not list:
+            raise TypeError(f"not a [key, [values...]] entry: {entry!r}")
+        out.append((entry[0], entry[1]))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,9 @@ def _construct(cls: type[Any], args: tuple[Any, ...], role: str) -> Any:
     except GraphError:
         raise
     except Exception as err:
-        raise UserCodeError(f"{role} {cls.__name__}{args!r} could not be constructed: {err!r}") from err
+        raise UserCodeError(
+            f"{role} {cls.__name__}{args!r} could not be constructed: {err!r}"
+        ) from err
 
 
 class EagerCollection:

@@ -22,5 +22,7 @@ class Context:
         try:
             instance = compute(*args)
         except Exception as err:
-            raise UserCodeError(f"lazy compute {compute.__name__} could not be constructed: {err!r}") from err
+            raise UserCodeError(
+                f"lazy compute {compute.__name__} could not be constructed: {err!r}"
+            ) from err
         return LazyCollection(self._engine, instance, self)

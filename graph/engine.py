@@ -44,6 +44,7 @@ class Engine:
         self._instances: dict[tuple[str, bytes], ResourceInstance] = {}
         self._by_output: dict[int, list[ResourceInstance]] = {}
         self._instance_ids = 0
+        self._free_later: list[list[Node | LazyCollection]] = []
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -61,8 +62,8 @@ class Engine:
         ):
             raise GraphError("create_graph must return a dict of EagerCollection")
         engine._shared = {name: c.node for name, c in shared.items()}
-        for node in engine._shared.values():
-            node.tracked = True
+        for shared_node in engine._shared.values():
+            shared_node.tracked = True
         return engine
 
     @classmethod
@@ -123,8 +124,15 @@ class Engine:
             out.append((hk, list(values)))
         return out
 
-    def validate(self, writes: Mapping[str, Any]) -> Batch:
-        """Check a batch without applying it (UnknownCollectionError, InvalidWriteError)."""
+    def validate(self, writes: Mapping[str, Any]) -> dict[str, list[Entry]]:
+        """Check a batch without applying it (UnknownCollectionError, InvalidWriteError,
+        NotJsonError); returns it normalised (keys in their canonical form)."""
+        return {
+            name: [(unkey(key), values) for key, values in entries]
+            for name, entries in self._batch(writes).items()
+        }
+
+    def _batch(self, writes: Mapping[str, Any]) -> Batch:
         if not isinstance(writes, Mapping):
             raise InvalidWriteError("a write batch maps collection names to entries")
         batch: Batch = {}
@@ -136,12 +144,11 @@ class Engine:
 
     def apply(self, writes: Mapping[str, Any], version: int | None = None) -> TickResult:
         """One tick: all of `writes` or, when user code raises, nothing."""
-        batch = self.validate(writes)
-        return self._tick(batch, version)
+        return self._tick(self._batch(writes), version)
 
     def replace_all(self, state: Mapping[str, Any], version: int) -> TickResult:
         """One tick making every input equal to `state` (a follower's resync)."""
-        batch = self.validate(state)
+        batch = self._batch(state)
         for name, node in self._inputs.items():
             wanted = batch.setdefault(name, [])
             present = {k for k, _ in wanted}
@@ -149,6 +156,24 @@ class Engine:
         return self._tick(batch, version)
 
     def _tick(self, batch: Batch, version: int | None) -> TickResult:
+        pending = self._begin(batch, version)
+        pending.commit()
+        return pending.result
+
+    def begin(self, writes: Mapping[str, Any], version: int | None = None) -> PendingTick:
+        """Compute a tick but hold it open: `commit()` keeps it, `abort()` undoes it exactly.
+
+        A leader computes the tick, makes it durable in Redis, and only then commits; if Redis
+        refuses (lost lease, outage) it aborts and the engine is as if the write never came.
+        Until one of the two is called no other tick may start and no instance may be created.
+        """
+        return self._begin(self._batch(writes), version)
+
+    def _begin(self, batch: Batch, version: int | None) -> PendingTick:
+        if self.tick is not None:
+            raise GraphError("a tick is already in progress")
+        if version is not None and type(version) is not int:
+            raise InvalidWriteError(f"a version is an int, got {version!r}")
         target = self.version + 1 if version is None else version
         if target <= self.version:
             raise InvalidWriteError(f"version {target} is not after {self.version}")
@@ -166,15 +191,23 @@ class Engine:
             if isinstance(err, GraphError | KeyboardInterrupt | SystemExit):
                 raise
             raise UserCodeError(f"tick failed: {err!r}") from err
-        self.version = target
         result = self._result(tick, target)
+        return PendingTick(self, tick, result)
+
+    def _commit(self, tick: Tick, version: int) -> None:
+        self.version = version
         self._end_tick(tick)
-        return result
+
+    def _abort(self, tick: Tick) -> None:
+        tick.undo()
+        self._end_tick(tick)
 
     def _end_tick(self, tick: Tick) -> None:
         for node in tick.touched.values():
             node.tick_old.clear()
         self.tick = None
+        while self._free_later:
+            _free(self._free_later.pop())
 
     def _result(self, tick: Tick, version: int) -> TickResult:
         changed: dict[int, list[Entry]] = {}
@@ -183,19 +216,24 @@ class Engine:
             if entries:
                 changed[node.id] = entries
         shared = {
-            name: tuple(changed[node.id]) for name, node in self._shared.items() if node.id in changed
+            name: tuple(changed[node.id])
+            for name, node in self._shared.items()
+            if node.id in changed
         }
+        by_output = self._by_output
         instances = {
             inst.id: changed[node_id]
-            for node_id, insts in self._by_output.items()
-            if node_id in changed
-            for inst in insts
+            for node_id in changed
+            for inst in by_output.get(node_id, ())
         }
         return TickResult(version, Changeset(version, shared), instances)
 
     # -- reads ---------------------------------------------------------------------------------
     def _collection(self, name: str) -> Node:
-        node = self._shared.get(name) or self._inputs.get(name)
+        # Not `a or b`: an empty collection is falsy (it has a __len__).
+        node = self._shared.get(name)
+        if node is None:
+            node = self._inputs.get(name)
         if node is None:
             raise UnknownCollectionError(f"unknown collection {name!r}")
         return node
@@ -229,7 +267,8 @@ class Engine:
             return existing
         if self.tick is not None:
             raise GraphError("cannot instantiate a resource during a tick")
-        self._capture = captured = []
+        captured: list[Node | LazyCollection] = []
+        self._capture = captured
         try:
             try:
                 obj = cls(params)
@@ -241,7 +280,9 @@ class Engine:
             except Exception as err:
                 raise ParamsRejectedError(_reason(err)) from err
             if not isinstance(out, EagerCollection):
-                raise ParamsRejectedError(f"resource {resource!r} did not return an EagerCollection")
+                raise ParamsRejectedError(
+                    f"resource {resource!r} did not return an EagerCollection"
+                )
         except BaseException:
             self._capture = None
             _free(captured)
@@ -263,6 +304,8 @@ class Engine:
         return inst
 
     def release(self, inst: ResourceInstance) -> None:
+        if inst.refs <= 0:
+            raise GraphError(f"instance #{inst.id} ({inst.resource}) was already released")
         inst.refs -= 1
         if inst.refs > 0:
             return
@@ -273,10 +316,40 @@ class Engine:
             owners.remove(inst)
         if not owners:
             self._by_output.pop(inst.output.id, None)
-        _free([*inst.nodes, *inst.lazies])
+        if self.tick is not None:
+            # A tick is open (see `begin`): its undo may still touch these nodes. Free them
+            # once it is committed or aborted.
+            self._free_later.append([*inst.nodes, *inst.lazies])
+        else:
+            _free([*inst.nodes, *inst.lazies])
 
     def instances(self) -> list[ResourceInstance]:
         return list(self._instances.values())
+
+
+class PendingTick:
+    """A computed tick awaiting `commit()` or `abort()` (see Engine.begin)."""
+
+    __slots__ = ("_done", "_engine", "_tick", "result")
+
+    def __init__(self, engine: Engine, tick: Tick, result: TickResult) -> None:
+        self._engine = engine
+        self._tick = tick
+        self._done = False
+        self.result = result
+
+    def commit(self) -> None:
+        self._finish()
+        self._engine._commit(self._tick, self.result.version)
+
+    def abort(self) -> None:
+        self._finish()
+        self._engine._abort(self._tick)
+
+    def _finish(self) -> None:
+        if self._done:
+            raise GraphError("this tick was already committed or aborted")
+        self._done = True
 
 
 def _reason(err: Exception) -> str:

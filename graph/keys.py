@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from graph.errors import NotJsonError
 
@@ -50,32 +50,71 @@ OBJECT_MARK: Final = _ObjectMark()
 _NULL, _BOOL, _NUM, _STR, _ARR, _OBJ = range(6)
 
 
-def hkey(key: Json) -> HKey:
-    """The canonical hashable form of a JSON key; raises NotJsonError for anything else."""
+# The integers orjson (the wire codec) can write; anything beyond could never be published.
+INT_MIN: Final = -(2**63)
+INT_MAX: Final = 2**64 - 1
+MAX_DEPTH: Final = 200
+
+
+def _check_int(value: int) -> int:
+    if not INT_MIN <= value <= INT_MAX:
+        raise NotJsonError(f"integer {value} is outside the 64-bit range JSON is exchanged in")
+    return value
+
+
+def _check_float(value: float) -> float:
+    if not math.isfinite(value):
+        raise NotJsonError(f"{value!r} is not a JSON number")
+    return value
+
+
+def _check_str(value: str) -> str:
+    # A lone surrogate cannot be written as UTF-8: no JSON text can carry it.
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise NotJsonError(f"string {value!r} is not valid unicode (lone surrogate)") from err
+    return value
+
+
+def hkey(key: Json, depth: int = 0) -> HKey:
+    """The canonical hashable form of a JSON key; raises NotJsonError for anything else.
+
+    Numbers are canonical: an integral float within the int64 range becomes an int, so that 1
+    and 1.0 (one JSON number, one key) always read back the same way whichever was written.
+    """
     t = type(key)
     if t is str:
-        return key
+        return _check_str(key)
     if t is int:
-        return key
+        return _check_int(key)
     if t is float:
-        if not math.isfinite(key):
-            raise NotJsonError(f"{key!r} is not a JSON number")
-        return key
+        _check_float(key)
+        if key.is_integer() and -(2**63) <= key < 2**63:
+            return int(key)
+        return cast(float, key)
     if key is None:
         return None
     if t is bool:
         return TRUE_KEY if key else FALSE_KEY
+    if depth >= MAX_DEPTH:
+        raise NotJsonError(f"key nested deeper than {MAX_DEPTH} levels")
     if t is list or t is tuple:
-        return tuple(hkey(k) for k in key)
+        return tuple([hkey(k, depth + 1) for k in key])
     if t is dict:
         parts: list[Any] = [OBJECT_MARK]
-        for name in sorted(key):
-            if type(name) is not str:
-                raise NotJsonError(f"object key {name!r} is not a string")
-            parts.append(name)
-            parts.append(hkey(key[name]))
+        for name in sorted(key, key=_name_order):
+            parts.append(_check_str(name))
+            parts.append(hkey(key[name], depth + 1))
         return tuple(parts)
     raise NotJsonError(f"{key!r} ({t.__name__}) is not JSON")
+
+
+def _name_order(name: Any) -> str:
+    if type(name) is not str:
+        raise NotJsonError(f"object key {name!r} is not a string")
+    return name
 
 
 def unkey(h: HKey) -> Json:
@@ -121,14 +160,19 @@ def json_sort_key(key: Json) -> tuple[Any, ...]:
 def check_json(value: Json, depth: int = 0) -> None:
     """Raise NotJsonError unless `value` is JSON (finite numbers, string object keys)."""
     t = type(value)
-    if t is str or t is int or t is bool or value is None:
+    if t is str:
+        _check_str(value)
+        return
+    if t is int:
+        _check_int(value)
+        return
+    if t is bool or value is None:
         return
     if t is float:
-        if not math.isfinite(value):
-            raise NotJsonError(f"{value!r} is not a JSON number")
+        _check_float(value)
         return
-    if depth > 200:
-        raise NotJsonError("value nested deeper than 200 levels")
+    if depth >= MAX_DEPTH:
+        raise NotJsonError(f"value nested deeper than {MAX_DEPTH} levels")
     if t is list or t is tuple:
         for item in value:
             check_json(item, depth + 1)
@@ -137,6 +181,31 @@ def check_json(value: Json, depth: int = 0) -> None:
         for name, item in value.items():
             if type(name) is not str:
                 raise NotJsonError(f"object key {name!r} is not a string")
+            _check_str(name)
             check_json(item, depth + 1)
         return
     raise NotJsonError(f"{value!r} ({t.__name__}) is not JSON")
+
+
+def same_json(a: Json, b: Json) -> bool:
+    """JSON equality: Python's `==` alone would take `true` for `1` and `1.0` for `1`.
+
+    Arrays compare equal whether lists or tuples; everything else must match in type.
+    """
+    if a is b:
+        return True
+    return bool(a == b) and _same_types(a, b)
+
+
+def _same_types(a: Json, b: Json) -> bool:
+    # Only called on values already known to be `==`.
+    ta, tb = type(a), type(b)
+    if ta is list or ta is tuple:
+        if tb is not list and tb is not tuple:
+            return False
+        return all(x is y or _same_types(x, y) for x, y in zip(a, b, strict=True))
+    if ta is not tb:
+        return False
+    if ta is dict:
+        return all(_same_types(item, b[name]) for name, item in a.items())
+    return True

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pyroaring import BitMap
 
-from graph.errors import CycleError, GraphError, KeyLookupError, NotJsonError, UserCodeError
+from graph.errors import CycleError, KeyLookupError, NotJsonError, UserCodeError
 from graph.keys import HKey, check_json, hkey, unkey
 from graph.tracking import KeyIds, Readable, ReadLog, current_reader
 
@@ -31,7 +32,7 @@ class LazyCollection(Readable):
         self.compute = compute
         self.context = context
         self.memo: dict[HKey, list[Any]] = {}
-        self.computing: set[HKey] = set()
+        self.computing: dict[HKey, None] = {}  # the keys being computed, outermost first
         self.ids = KeyIds()
         self.log = ReadLog(self)
         self._init_readers()
@@ -65,11 +66,35 @@ class LazyCollection(Readable):
 
     def _compute(self, key: HKey) -> list[Any]:
         if key in self.computing:
-            raise CycleError(f"lazy collection {self.name} depends on itself at key {unkey(key)!r}")
-        self.computing.add(key)
+            chain = list(self.computing)
+            cycle = " -> ".join(repr(unkey(k)) for k in [*chain[chain.index(key) :], key])
+            raise CycleError(
+                f"lazy collection {self.name} depends on itself at key {unkey(key)!r} "
+                f"(cycle: {cycle})"
+            )
+        tick = self.engine.tick
+        if tick is not None:
+            # Journaled first: a rollback drops the memo and every edge this computation made.
+            tick.journal.append((self._forget, (key,)))
+        self.computing[key] = None
         token = current_reader.set((self, key))
         try:
+            values = self._run(key)
+        except BaseException:
+            # A failed computation leaves no memo and no dependency edges behind.
+            self._drop_edges(key)
+            raise
+        finally:
+            current_reader.reset(token)
+            self.computing.pop(key, None)
+        self.memo[key] = values
+        return values
+
+    def _run(self, key: HKey) -> list[Any]:
+        try:
             result = self.compute.compute(self, unkey(key), self.context)
+            if isinstance(result, str | bytes | Mapping):
+                raise TypeError(f"compute must return a list of values, not {result!r}")
             values = list(result) if result is not None else []
             for value in values:
                 check_json(value)
@@ -79,17 +104,10 @@ class LazyCollection(Readable):
             raise UserCodeError(
                 f"lazy compute {self.name} produced a non-JSON value for key {unkey(key)!r}: {err}"
             ) from err
-        except (GraphError, Exception) as err:
+        except Exception as err:
             raise UserCodeError(
                 f"lazy compute {self.name} failed on key {unkey(key)!r}: {err!r}"
             ) from err
-        finally:
-            current_reader.reset(token)
-            self.computing.discard(key)
-        self._memo_set(key, values)
-        tick = self.engine.tick
-        if tick is not None:
-            tick.journal.append((self._forget, (key,)))
         return values
 
     def _memo_set(self, key: HKey, values: list[Any]) -> None:
@@ -98,6 +116,9 @@ class LazyCollection(Readable):
     def _forget(self, key: HKey) -> None:
         """Drop the memo at `key` and the edges its computation made."""
         self.memo.pop(key, None)
+        self._drop_edges(key)
+
+    def _drop_edges(self, key: HKey) -> None:
         rid = self.ids.ids.get(key)
         if rid is not None:
             # The id stays allocated: an earlier journal entry of this tick may restore edges
@@ -112,11 +133,8 @@ class LazyCollection(Readable):
         self.log.record(rid, store, key)
 
     def invalidate(self, ids: BitMap) -> None:
-        keys = self.ids.keys
-        for rid in ids:
-            key = keys[rid]
-            if key is not None:
-                self._invalidate_key(key)
+        for key in self.ids.keys_of(ids):
+            self._invalidate_key(key)
 
     def _invalidate_key(self, key: HKey) -> None:
         values = self.memo.get(key)

@@ -9,12 +9,13 @@ when somebody reads it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pyroaring import BitMap
 
 from graph.errors import GraphError, NotJsonError, UserCodeError
-from graph.keys import HKey, check_json, hkey, sort_key, unkey
+from graph.keys import HKey, check_json, hkey, same_json, sort_key, unkey
 from graph.node import EMPTY, Delta, Node
 from graph.operators import Operator
 from graph.tracking import KeyIds, Readable, ReadLog, current_reader
@@ -30,15 +31,20 @@ if TYPE_CHECKING:
 # compact), and a dict source_key -> values once several do.
 Contrib = tuple[HKey, list[Any]] | dict[HKey, list[Any]]
 
+# emitted[src] is absent when `src` emits nothing. (Not None: None is a valid key, `null`.)
+_NOTHING: Any = object()
+
 
 class MapNode(Operator):
     def __init__(self, engine: Engine, source: Node, mapper: Mapper) -> None:
         super().__init__(engine, f"{type(mapper).__name__}")
         self.mapper = mapper
         self.contrib: dict[HKey, Contrib] = {}
-        self.emitted: dict[HKey, Any] = {}  # source key -> output key, or list of output keys
+        # source key -> its output key, or a list of them (keys are never lists: arrays are tuples)
+        self.emitted: dict[HKey, Any] = {}
         self.cache: dict[HKey, list[Any]] = {}
-        self.pending: set[HKey] = set()
+        # Keys to rerun, in the order they were invalidated (a dict: deterministic, unlike a set).
+        self.pending: dict[HKey, None] = {}
         self.ids = KeyIds()
         self.log = ReadLog(self)
         self._attach(source)
@@ -63,6 +69,9 @@ class MapNode(Operator):
 
     def keys(self) -> Iterable[HKey]:
         return self.contrib.keys()
+
+    def has(self, key: HKey) -> bool:
+        return key in self.contrib
 
     def __len__(self) -> int:
         return len(self.contrib)
@@ -102,7 +111,7 @@ class MapNode(Operator):
         return old
 
     def _set_part(self, out: HKey, src: HKey, values: list[Any] | None) -> None:
-        if values is not None and self._part(out, src) == values:
+        if values is not None and same_json(self._part(out, src), values):
             return
         self._remember_old(out)
         existed = out in self.contrib
@@ -124,7 +133,7 @@ class MapNode(Operator):
         return c.get(src)
 
     def _set_emitted(self, src: HKey, outs: Any) -> None:
-        if outs is None:
+        if outs is _NOTHING:
             self.emitted.pop(src, None)
         else:
             self.emitted[src] = outs
@@ -144,23 +153,20 @@ class MapNode(Operator):
             self.ids.release(src)
 
     def invalidate(self, ids: BitMap) -> None:
-        keys = self.ids.keys
-        for rid in ids:
-            key = keys[rid]
-            if key is not None:
-                self.pending.add(key)
+        for key in self.ids.keys_of(ids):
+            self.pending[key] = None
         self._schedule()
 
     # -- work -----------------------------------------------------------------------------
     def source_changed(self, key: HKey, delta: Delta) -> None:
-        self.pending.add(key)
+        self.pending[key] = None
         self._schedule()
 
     def reset_pending(self) -> None:
         self.pending.clear()
 
     def process(self) -> None:
-        pending, self.pending = self.pending, set()
+        pending, self.pending = self.pending, {}
         for key in pending:
             self.rerun(key)
 
@@ -176,8 +182,8 @@ class MapNode(Operator):
         produced: dict[HKey, list[Any]] = {}
         if values:
             self._run_mapper(src, values, produced)
-        old_outs = self.emitted.get(src)
-        if old_outs is not None:
+        old_outs = self.emitted.get(src, _NOTHING)
+        if old_outs is not _NOTHING:
             for out in old_outs if type(old_outs) is list else (old_outs,):
                 if out not in produced:
                     self._set_part(out, src, None)
@@ -185,7 +191,7 @@ class MapNode(Operator):
             self._set_part(out, src, vals)
         new_outs: Any
         if not produced:
-            new_outs = None
+            new_outs = _NOTHING
         elif len(produced) == 1:
             new_outs = next(iter(produced))
         else:
@@ -203,7 +209,13 @@ class MapNode(Operator):
         mapper = self.mapper
         token = current_reader.set((self, src))
         try:
-            for pair in mapper.map_entry(unkey(src), Values(values)):
+            result: Any = mapper.map_entry(unkey(src), Values(values))
+            if isinstance(result, str | bytes | Mapping):
+                raise TypeError(f"map_entry must return (key, value) pairs, not {result!r}")
+            for pair in result:
+                # A 2-character string would unpack silently: insist on a real pair.
+                if type(pair) is not tuple and type(pair) is not list:
+                    raise TypeError(f"map_entry must produce (key, value) pairs, got {pair!r}")
                 out, value = pair
                 hout = hkey(out)
                 check_json(value)

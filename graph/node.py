@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedKeyList
 
-from graph.keys import HKey, sort_key
+from graph.keys import HKey, same_json, sort_key
 from graph.tracking import Readable
 
 if TYPE_CHECKING:
@@ -60,6 +60,10 @@ class Node(Readable):
 
     def keys(self) -> Iterable[HKey]:
         raise NotImplementedError
+
+    def has(self, key: HKey) -> bool:
+        """Whether `key` has values (cheaper than `get` where values are built on demand)."""
+        return self.get(key) is not None
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -114,7 +118,7 @@ class Node(Readable):
         out = []
         for key, old in self.tick_old.items():
             new = self.get(key)
-            if new != old:
+            if not same_json(new, old):
                 out.append((key, new or EMPTY))
         out.sort(key=lambda kv: sort_key(kv[0]))
         return out
@@ -151,7 +155,7 @@ class StoredNode(Node):
         if not new:
             new = None
         old = self.data.get(key)
-        if old == new:
+        if same_json(old, new):
             return
         self._remember_old(key)
         self._store(key, new)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from graph.errors import GraphError, UserCodeError
-from graph.keys import HKey, sort_key, unkey
+from graph.errors import NotJsonError, UserCodeError
+from graph.keys import HKey, check_json, sort_key, unkey
 from graph.node import Delta, Node, StoredNode
 
 if TYPE_CHECKING:
@@ -37,24 +38,25 @@ class Operator(Node):
 
 
 class KeyedOperator(Operator, StoredNode):
-    """An operator whose pending work is a set of changed source keys."""
+    """An operator whose pending work is the changed source keys (a dict used as an ordered
+    set, so that work runs in a deterministic order)."""
 
     def __init__(self, engine: Engine, label: str) -> None:
         super().__init__(engine, label)
-        self.pending: set[HKey] = set()
+        self.pending: dict[HKey, None] = {}
 
     def source_changed(self, key: HKey, delta: Delta) -> None:
-        self.pending.add(key)
+        self.pending[key] = None
         self._schedule()
 
     def reset_pending(self) -> None:
         self.pending.clear()
 
     def process(self) -> None:
-        pending, self.pending = self.pending, set()
+        pending, self.pending = self.pending, {}
         self.refresh(pending)
 
-    def refresh(self, keys: set[HKey]) -> None:
+    def refresh(self, keys: Collection[HKey]) -> None:
         raise NotImplementedError
 
 
@@ -84,12 +86,14 @@ class ReduceNode(Operator, StoredNode):
         pending, self.pending = self.pending, {}
         source = self.sources[0]
         for key, deltas in pending.items():
-            values = source.get(key)
-            if not values:
+            if not source.has(key):
                 self.set(key, None)
                 continue
             current = self.data.get(key)
-            acc = self._fold(key, values) if current is None else self._step(key, current[0], deltas)
+            if current is None:
+                acc = self._fold(key, source.get(key) or [])
+            else:
+                acc = self._step(key, current[0], deltas)
             self.set(key, [acc])
 
     def _step(self, key: HKey, acc: Any, deltas: list[Delta]) -> Any:
@@ -103,13 +107,13 @@ class ReduceNode(Operator, StoredNode):
                         return self._fold(key, self.sources[0].get(key) or [])
                 for value in added:
                     acc = reducer.add(acc, value)
-        except GraphError:
+        except UserCodeError:
             raise
         except Exception as err:
             raise UserCodeError(
                 f"reducer {type(reducer).__name__} failed on key {unkey(key)!r}: {err!r}"
             ) from err
-        return acc
+        return self._checked(key, acc)
 
     def _fold(self, key: HKey, values: list[Any]) -> Any:
         reducer = self.reducer
@@ -117,11 +121,19 @@ class ReduceNode(Operator, StoredNode):
         try:
             for value in values:
                 acc = reducer.add(acc, value)
-        except GraphError:
-            raise
         except Exception as err:
             raise UserCodeError(
                 f"reducer {type(reducer).__name__}.add failed on key {unkey(key)!r}: {err!r}"
+            ) from err
+        return self._checked(key, acc)
+
+    def _checked(self, key: HKey, acc: Any) -> Any:
+        try:
+            check_json(acc)
+        except NotJsonError as err:
+            raise UserCodeError(
+                f"reducer {type(self.reducer).__name__} produced a non-JSON value for key "
+                f"{unkey(key)!r}: {err}"
             ) from err
         return acc
 
@@ -134,9 +146,9 @@ class TakeNode(KeyedOperator):
         self.limit = limit
         self._attach(source)
         self.index_of_source = source.ensure_index()
-        self.refresh(set())
+        self.refresh(())
 
-    def refresh(self, keys: set[HKey]) -> None:
+    def refresh(self, keys: Collection[HKey]) -> None:
         source = self.sources[0]
         data = self.data
         if len(data) == self.limit and self.limit > 0:
@@ -153,7 +165,8 @@ class TakeNode(KeyedOperator):
 
     def index_of_source_last(self) -> HKey:
         # The largest key we hold; our own index is small (n keys), so keep one.
-        return self.ensure_index()[-1]
+        last: HKey = self.ensure_index()[-1]
+        return last
 
 
 class SliceNode(KeyedOperator):
@@ -172,7 +185,7 @@ class SliceNode(KeyedOperator):
         sk = sort_key(key)
         return any(low <= sk <= high for low, high in self.ranges)
 
-    def refresh(self, keys: set[HKey]) -> None:
+    def refresh(self, keys: Collection[HKey]) -> None:
         source = self.sources[0]
         for key in keys:
             if self.contains(key):
@@ -185,12 +198,12 @@ class MergeNode(KeyedOperator):
     def __init__(self, engine: Engine, sources: list[Node]) -> None:
         super().__init__(engine, "merge")
         self._attach(*sources)
-        seen: set[HKey] = set()
+        seen: dict[HKey, None] = {}
         for source in sources:
-            seen.update(source.keys())
+            seen.update(dict.fromkeys(source.keys()))
         self.refresh(seen)
 
-    def refresh(self, keys: set[HKey]) -> None:
+    def refresh(self, keys: Collection[HKey]) -> None:
         for key in keys:
             merged: list[Any] = []
             for source in self.sources:

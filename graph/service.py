@@ -13,7 +13,9 @@ if TYPE_CHECKING:
     from graph.collections import EagerCollection
     from graph.context import Context
 
-CreateGraph = Callable[[Mapping[str, "EagerCollection"], "Context"], Mapping[str, "EagerCollection"]]
+CreateGraph = Callable[
+    [Mapping[str, "EagerCollection"], "Context"], Mapping[str, "EagerCollection"]
+]
 
 
 @dataclass(frozen=True)

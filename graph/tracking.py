@@ -9,6 +9,7 @@ edges it no longer needs: dependencies stay exact as code paths change.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -85,6 +86,9 @@ class Readable:
                 owner.invalidate(BitMap(bits))
 
 
+_FREE: Any = object()  # a released id's slot (not None: None is a valid key, `null`)
+
+
 class KeyIds:
     """Interns keys as small ints so sets of them fit in roaring bitmaps."""
 
@@ -107,10 +111,18 @@ class KeyIds:
             self.ids[key] = rid
         return rid
 
+    def keys_of(self, ids: BitMap) -> Iterator[HKey]:
+        """The keys of the given ids that are still allocated."""
+        keys = self.keys
+        for rid in ids:
+            key = keys[rid]
+            if key is not _FREE and key is not None:
+                yield key
+
     def release(self, key: HKey) -> int | None:
         rid = self.ids.pop(key, None)
         if rid is not None:
-            self.keys[rid] = None
+            self.keys[rid] = _FREE
             self._free.append(rid)
         return rid
 

@@ -1,0 +1,67 @@
+"""Synthetic services shared by the benchmarks (and by the smoke test in tests/bench)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from graph import Context, EagerCollection, Mapper, Resource, Service, Sum, Values
+
+GROUPS = 1000
+
+
+class ByGroup(Mapper):
+    def map_entry(self, key: Any, values: Values) -> Iterator[tuple[Any, Any]]:
+        for v in values:
+            yield v["g"], v["v"]
+
+
+class Ranked(Mapper):
+    def map_entry(self, key: Any, values: Values) -> Iterator[tuple[Any, Any]]:
+        total = values.get_unique()
+        yield [-total, key], {"group": key, "total": total}
+
+
+class Top(Resource):
+    def __init__(self, params: Any) -> None:
+        self.limit = int(params.get("limit", 10)) if isinstance(params, dict) else 10
+
+    def instantiate(
+        self, collections: Mapping[str, EagerCollection], context: Context
+    ) -> EagerCollection:
+        return collections["ranked"].take(self.limit)
+
+
+def create_wide_graph(
+    inputs: Mapping[str, EagerCollection], context: Context
+) -> dict[str, EagerCollection]:
+    totals = inputs["events"].map(ByGroup).reduce(Sum)
+    return {"ranked": totals.map(Ranked)}
+
+
+def wide_entry(i: int, value: int | None = None) -> tuple[int, list[dict[str, int]]]:
+    return i, [{"g": i % GROUPS, "v": i if value is None else value}]
+
+
+def wide_service(keys: int) -> Service:
+    """map -> reduce -> map -> take(10) over `keys` input keys (the issue's 1M-key graph)."""
+    return Service(
+        name="wide",
+        inputs={"events": [wide_entry(i) for i in range(keys)]},
+        resources={"top": Top},
+        create_graph=create_wide_graph,
+    )
+
+
+def _bench_keys() -> int:
+    import os
+
+    return int(os.environ.get("SKIFF_BENCH_KEYS", "100000"))
+
+
+def __getattr__(name: str) -> Any:
+    # `skiff serve bench.workloads:wide` builds the graph only when asked for (size from
+    # SKIFF_BENCH_KEYS), so importing this module stays cheap.
+    if name == "wide":
+        return wide_service(_bench_keys())
+    raise AttributeError(name)

@@ -1,0 +1,211 @@
+"""The Starlette application: PROTOCOL.md's routes over a Hub.
+
+Error mapping (every 4xx body is `{"error": "<message>"}`):
+- 400: malformed JSON, a PATCH body that is not a list of `[key, [values]]` entries, keys or
+  values that are not JSON, JSON nested too deeply to key on, params a resource rejects.
+- 401: a write or delete without the configured control token.
+- 404: unknown collection, resource, stream id or route.
+- 406: `GET /v1/streams/{id}` without `Accept: text/event-stream`.
+- 413: a body over `max_body_bytes`.
+- 422: the request was well formed but user code (a mapper, reducer or lazy compute) raised on
+  it; the message names the mapper and the key. Like every rejection, the tick is rolled back
+  and the state is exactly as before.
+- 503: the node is draining for shutdown.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from broker.bodies import read_json
+from broker.config import ServeConfig
+from broker.errors import ApiError, DrainingError, UnknownStreamError
+from broker.hub import Hub
+from broker.json_bytes import dumps
+from broker.stream_response import ReaderResponse
+from graph import (
+    CycleError,
+    InvalidWriteError,
+    KeyLookupError,
+    NotJsonError,
+    ParamsRejectedError,
+    UnknownCollectionError,
+    UnknownResourceError,
+    UserCodeError,
+)
+
+Role = Literal["all", "control", "streaming"]
+Json = Any
+
+logger = logging.getLogger("skiff.broker")
+
+_STATUS: dict[type[Exception], int] = {
+    UnknownCollectionError: 404,
+    UnknownResourceError: 404,
+    UnknownStreamError: 404,
+    InvalidWriteError: 400,
+    NotJsonError: 400,
+    ParamsRejectedError: 400,
+    UserCodeError: 422,
+    KeyLookupError: 422,
+    CycleError: 422,
+    DrainingError: 503,
+}
+
+
+def create_app(hub: Hub, config: ServeConfig, *, role: Role = "all") -> Starlette:
+    """The routes `role` serves: `control` and `streaming` are the two halves of a split node."""
+    endpoints = _Endpoints(hub, config)
+    routes: list[BaseRoute] = [
+        Route("/healthz", endpoints.health, methods=["GET"]),
+        Route("/v1/healthcheck", endpoints.health, methods=["GET"]),
+    ]
+    if role in ("all", "streaming"):
+        routes.append(Route("/v1/streams/{stream_id}", endpoints.open_stream, methods=["GET"]))
+    if role in ("all", "control"):
+        routes += [
+            Route("/v1/inputs/{collection}", endpoints.patch_input, methods=["PATCH"]),
+            Route("/v1/streams/{resource}", endpoints.create_stream, methods=["POST"]),
+            Route("/v1/streams/{stream_id}", endpoints.delete_stream, methods=["DELETE"]),
+            Route("/v1/snapshot/{resource}", endpoints.snapshot, methods=["POST"]),
+            Route("/v1/snapshot/{resource}/lookup", endpoints.lookup, methods=["POST"]),
+        ]
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        cls: _mapped_error for cls in _STATUS
+    }
+    handlers[ApiError] = _api_error
+    handlers[HTTPException] = _http_error
+    handlers[500] = _internal_error
+    return Starlette(routes=routes, exception_handlers=handlers)
+
+
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class _Endpoints:
+    def __init__(self, hub: Hub, config: ServeConfig) -> None:
+        self._hub = hub
+        self._config = config
+        self._token = None if config.control_token is None else config.control_token.encode()
+
+    async def health(self, request: Request) -> Response:
+        if self._hub.draining:
+            return error_response(503, "draining")
+        return JSONResponse({"status": "ok", "run": self._hub.run})
+
+    async def patch_input(self, request: Request) -> Response:
+        self._authorize(request)
+        collection = request.path_params["collection"]
+        if collection not in self._hub.engine.input_names:
+            raise ApiError(404, f"unknown input collection {collection!r}")
+        body = await read_json(request, self._config.max_body_bytes)
+        if not isinstance(body, list):
+            raise ApiError(400, "the body must be a list of [key, [values...]] entries")
+        with _nesting_guard():
+            # Runs the tick and queues its updates for every reader before the reply.
+            result = self._hub.apply({collection: body})
+        return JSONResponse({"version": result.version})
+
+    async def create_stream(self, request: Request) -> Response:
+        params = await read_json(request, self._config.max_body_bytes, empty={})
+        with _nesting_guard():
+            stream_id = self._hub.create_stream(request.path_params["resource"], params)
+        return PlainTextResponse(stream_id, status_code=201)
+
+    async def delete_stream(self, request: Request) -> Response:
+        self._authorize(request)
+        self._hub.delete_stream(request.path_params["stream_id"])
+        return JSONResponse({})
+
+    async def open_stream(self, request: Request) -> Response:
+        if not _accepts_event_stream(request.headers.get("accept", "")):
+            raise ApiError(406, "streams are served as text/event-stream only")
+        reader = self._hub.subscribe(
+            request.path_params["stream_id"], request.headers.get("last-event-id")
+        )
+        return ReaderResponse(self._hub, reader, self._config)
+
+    async def snapshot(self, request: Request) -> Response:
+        params = await read_json(request, self._config.max_body_bytes, empty={})
+        with _nesting_guard():
+            entries = self._hub.snapshot(request.path_params["resource"], params)
+        return Response(dumps(entries), media_type="application/json")
+
+    async def lookup(self, request: Request) -> Response:
+        body = await read_json(request, self._config.max_body_bytes)
+        if not isinstance(body, dict) or "key" not in body:
+            raise ApiError(400, 'the body must be an object {"key": k, "params": p}')
+        with _nesting_guard():
+            values = self._hub.lookup(
+                request.path_params["resource"], body["key"], body.get("params", {})
+            )
+        return Response(dumps(values), media_type="application/json")
+
+    def _authorize(self, request: Request) -> None:
+        if self._token is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), self._token):
+            raise ApiError(401, "missing or invalid control token")
+
+
+def _accepts_event_stream(accept: str) -> bool:
+    for item in accept.split(","):
+        media, *options = (part.strip() for part in item.split(";"))
+        if media.lower() != "text/event-stream":
+            continue
+        for option in options:
+            name, _, value = option.partition("=")
+            if name.strip().lower() == "q" and _zero(value):
+                return False
+        return True
+    return False
+
+
+def _zero(value: str) -> bool:
+    try:
+        return float(value) == 0
+    except ValueError:
+        return False
+
+
+@contextmanager
+def _nesting_guard() -> Iterator[None]:
+    # orjson accepts JSON nested 1024 deep and the engine walks keys, values and params
+    # recursively. It caps the depth itself (NotJsonError), but should any path miss the cap, the
+    # stack overflows before state changes: the client's input, so a 400, never a 500.
+    try:
+        yield
+    except RecursionError as err:
+        raise ApiError(400, "JSON nested too deeply") from err
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message)
+
+
+async def _mapped_error(request: Request, exc: Exception) -> Response:
+    status = next(code for cls, code in _STATUS.items() if isinstance(exc, cls))
+    return error_response(status, str(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, exc.detail, exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    # ServerErrorMiddleware still logs the traceback and re-raises to the server.
+    return error_response(500, "internal server error")

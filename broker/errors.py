@@ -1,0 +1,53 @@
+"""The exceptions of the broker package; all derive from BrokerError."""
+
+from __future__ import annotations
+
+
+class BrokerError(Exception):
+    """Root of every error the broker raises."""
+
+
+class ConfigError(BrokerError, ValueError):
+    """A configuration value is out of range or inconsistent."""
+
+
+class ServiceLoadError(BrokerError):
+    """A `module:attribute` service reference could not be loaded."""
+
+
+class UnknownStreamError(BrokerError, LookupError):
+    """No stream has this id (never created, deleted, or expired while idle)."""
+
+
+class DrainingError(BrokerError):
+    """The node is shutting down and accepts no new streams."""
+
+
+class ApiError(BrokerError):
+    """A request the HTTP layer answers with `status` and `{"error": message}`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ClientError(BrokerError):
+    """A skiff server answered a client request with an error status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class StreamNotFoundError(ClientError):
+    """The server does not know the stream (deleted, expired, or the server restarted)."""
+
+
+class StreamDisconnectedError(BrokerError):
+    """A stream's connection failed and reconnecting was not allowed or kept failing."""
+
+
+class StreamProtocolError(BrokerError):
+    """A server sent an event stream that does not follow PROTOCOL.md."""

@@ -1,0 +1,136 @@
+"""Subscription: one connected SSE reader's bounded, coalescing mailbox."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from broker.changes import ChangeMerger
+from broker.sse import HEARTBEAT, encode_event
+
+Json = Any
+Entry = tuple[Json, list[Json]]
+
+
+class Subscription:
+    """Holds what a reader has not been sent yet, within fixed bounds.
+
+    Up to `max_pending` updates wait as the bytes the hub encoded once for every subscriber of
+    the instance. A reader further behind gets its backlog merged into one coalesced update (the
+    latest values of each changed key), so memory stays bounded by the resource's size whatever
+    the write rate. More than `max_lag` ticks behind, `push` reports overflow and the hub closes
+    the subscription: the reader resumes from its Last-Event-ID on reconnect.
+    """
+
+    __slots__ = (
+        "_first",
+        "_lag",
+        "_max_lag",
+        "_max_pending",
+        "_merged",
+        "_merged_version",
+        "_queue",
+        "_run",
+        "_wake",
+        "close_reason",
+        "instance_id",
+        "stream_id",
+    )
+
+    def __init__(
+        self,
+        stream_id: str,
+        instance_id: int,
+        first: bytes,
+        *,
+        run: str,
+        max_pending: int,
+        max_lag: int,
+    ) -> None:
+        self.stream_id = stream_id
+        self.instance_id = instance_id
+        self.close_reason: str | None = None
+        self._run = run
+        self._max_pending = max_pending
+        self._max_lag = max_lag
+        self._first: bytes | None = first
+        self._queue: deque[tuple[Sequence[Entry], bytes]] = deque()
+        self._merged: ChangeMerger | None = None
+        self._merged_version = 0
+        self._lag = 0
+        self._wake = asyncio.Event()
+        self._wake.set()
+
+    @property
+    def closed(self) -> bool:
+        return self.close_reason is not None
+
+    @property
+    def lag(self) -> int:
+        """Ticks pushed but not yet taken by the reader."""
+        return self._lag
+
+    @property
+    def coalescing(self) -> bool:
+        return self._merged is not None
+
+    def push(self, version: int, entries: Sequence[Entry], data: bytes) -> bool:
+        """Queue one tick's update (`data` is its shared encoding); False on overflow."""
+        if self.close_reason is not None:
+            return True
+        self._lag += 1
+        if self._lag > self._max_lag:
+            return False
+        merged = self._merged
+        if merged is None and len(self._queue) >= self._max_pending:
+            # The queued events are shared bytes; only this slow reader pays for re-encoding.
+            merged = self._merged = ChangeMerger()
+            for queued, _ in self._queue:
+                merged.add(queued)
+            self._queue.clear()
+        if merged is None:
+            self._queue.append((entries, data))
+        else:
+            merged.add(entries)
+            self._merged_version = version
+        self._wake.set()
+        return True
+
+    def close(self, reason: str) -> None:
+        """End the subscription; the reader's next `next_chunk` returns None."""
+        if self.close_reason is None:
+            self.close_reason = reason
+            self._wake.set()
+
+    def take(self) -> bytes | None:
+        """The next chunk to send, or None when nothing is waiting (or closed)."""
+        if self.close_reason is not None:
+            return None
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        if self._queue:
+            self._lag -= 1
+            return self._queue.popleft()[1]
+        merged = self._merged
+        if merged is not None:
+            self._merged = None
+            self._lag = 0
+            return encode_event("update", self._run, self._merged_version, merged.entries())
+        return None
+
+    async def next_chunk(self, heartbeat_s: float) -> bytes | None:
+        """Wait for the next chunk; a heartbeat after `heartbeat_s` idle seconds; None once
+        closed."""
+        while True:
+            chunk = self.take()
+            if chunk is not None or self.close_reason is not None:
+                return chunk
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(heartbeat_s):
+                    await self._wake.wait()
+            except TimeoutError:
+                return HEARTBEAT

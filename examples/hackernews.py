@@ -1,0 +1,173 @@
+"""A Hacker News-like service: posts ranked live by upvotes, per-session views.
+
+Inputs:   posts    post_id    -> [{"title", "url", "author"}]        (author: a user id)
+          users    user_id    -> [{"name"}]
+          upvotes  upvote_id  -> [{"post": post_id, "user": user_id}]
+          sessions session_id -> [{"user": user_id}]
+Shared:   ranked   [-upvotes, post_id] -> [post with "upvotes" and "author_name"]
+          upvoters post_id -> [user_id, ...]
+          users, sessions (re-exported so resources can read them)
+Resources: posts {limit, session_id}: the top `limit` posts, each flagged "upvoted" for the
+           session's user; session {session_id}: who is logged in.
+
+Run it:  skiff serve examples.hackernews:service   (or `make dev` for the whole cluster)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from graph import (
+    Context,
+    Count,
+    EagerCollection,
+    Mapper,
+    Resource,
+    Service,
+    Values,
+)
+
+
+class UpvotesByPost(Mapper):
+    def map_entry(self, key: Any, values: Values) -> Iterator[tuple[Any, Any]]:
+        for upvote in values:
+            yield upvote["post"], upvote["user"]
+
+
+class RankedPosts(Mapper):
+    """Keys posts by (-upvotes, id) so key order is the ranking; reads counts and authors."""
+
+    def __init__(self, counts: EagerCollection, users: EagerCollection) -> None:
+        self.counts = counts
+        self.users = users
+
+    def map_entry(self, key: Any, values: Values) -> Iterator[tuple[Any, Any]]:
+        post = values.get_unique()
+        upvotes = self.counts.get_unique(key, default=0)
+        author = self.users.get_unique(post.get("author"), default={"name": "anonymous"})
+        yield [-upvotes, key], {
+            **post,
+            "id": key,
+            "upvotes": upvotes,
+            "author_name": author.get("name", "anonymous"),
+        }
+
+
+class FlagUpvoted(Mapper):
+    """Adds "upvoted": whether the session's user upvoted the post."""
+
+    def __init__(
+        self, sessions: EagerCollection, upvoters: EagerCollection, session_id: Any
+    ) -> None:
+        self.sessions = sessions
+        self.upvoters = upvoters
+        self.session_id = session_id
+
+    def map_entry(self, key: Any, values: Values) -> Iterator[tuple[Any, Any]]:
+        session = self.sessions.get_unique(self.session_id, default=None)
+        user = session.get("user") if isinstance(session, dict) else None
+        post = values.get_unique()
+        voted = user is not None and user in self.upvoters.get_array(post["id"])
+        yield key, {**post, "upvoted": voted}
+
+
+class SessionUser(Mapper):
+    def __init__(self, users: EagerCollection) -> None:
+        self.users = users
+
+    def map_entry(self, key: Any, values: Values) -> Iterator[tuple[Any, Any]]:
+        user_id = values.get_unique().get("user")
+        user = self.users.get_unique(user_id, default=None)
+        if user is not None:
+            yield key, {"user_id": user_id, **user}
+
+
+def _session_id(params: Any) -> Any:
+    session_id = params.get("session_id")
+    if session_id is not None and not isinstance(session_id, str):
+        raise ValueError("session_id must be a string")
+    return session_id
+
+
+class TopPosts(Resource):
+    def __init__(self, params: Any) -> None:
+        if not isinstance(params, dict):
+            raise ValueError("params must be an object like {\"limit\": 10}")
+        limit = params.get("limit", 10)
+        if type(limit) is not int or not 0 <= limit <= 1000:
+            raise ValueError("limit must be an integer between 0 and 1000")
+        self.limit = limit
+        self.session_id = _session_id(params)
+
+    def instantiate(
+        self, collections: Mapping[str, EagerCollection], context: Context
+    ) -> EagerCollection:
+        top = collections["ranked"].take(self.limit)
+        if self.session_id is None:
+            return top
+        return top.map(
+            FlagUpvoted, collections["sessions"], collections["upvoters"], self.session_id
+        )
+
+
+class CurrentSession(Resource):
+    def __init__(self, params: Any) -> None:
+        if not isinstance(params, dict) or not isinstance(params.get("session_id"), str):
+            raise ValueError("params must be {\"session_id\": \"...\"}")
+        self.session_id = params["session_id"]
+
+    def instantiate(
+        self, collections: Mapping[str, EagerCollection], context: Context
+    ) -> EagerCollection:
+        sessions = collections["sessions"]
+        return sessions.slice(self.session_id, self.session_id).map(
+            SessionUser, collections["users"]
+        )
+
+
+def create_graph(
+    inputs: Mapping[str, EagerCollection], context: Context
+) -> dict[str, EagerCollection]:
+    upvoters = inputs["upvotes"].map(UpvotesByPost)
+    counts = upvoters.reduce(Count)
+    ranked = inputs["posts"].map(RankedPosts, counts, inputs["users"])
+    return {
+        "ranked": ranked,
+        "upvoters": upvoters,
+        "users": inputs["users"],
+        "sessions": inputs["sessions"],
+    }
+
+
+SEED_USERS = [
+    ("alice", {"name": "Alice"}),
+    ("bob", {"name": "Bob"}),
+    ("carol", {"name": "Carol"}),
+    ("dave", {"name": "Dave"}),
+]
+SEED_POSTS = [
+    ("p1", {"title": "Skip: reactive services", "url": "https://skiplabs.io", "author": "alice"}),
+    ("p2", {"title": "Redis Streams explained", "url": "https://redis.io", "author": "bob"}),
+    ("p3", {"title": "Server-Sent Events in practice", "url": "https://example.com/sse",
+            "author": "carol"}),
+    ("p4", {"title": "Incremental computation 101", "url": "https://example.com/inc",
+            "author": "dave"}),
+]
+SEED_UPVOTES = [
+    ("u1", {"post": "p1", "user": "bob"}),
+    ("u2", {"post": "p1", "user": "carol"}),
+    ("u3", {"post": "p2", "user": "alice"}),
+]
+
+service = Service(
+    name="hackernews",
+    inputs={
+        "posts": [(k, [v]) for k, v in SEED_POSTS],
+        "users": [(k, [v]) for k, v in SEED_USERS],
+        "upvotes": [(k, [v]) for k, v in SEED_UPVOTES],
+        "sessions": [(f"session-{k}", [{"user": k}]) for k, _ in SEED_USERS],
+    },
+    resources={"posts": TopPosts, "session": CurrentSession},
+    create_graph=create_graph,
+)

@@ -1,0 +1,55 @@
+"""Fixtures of the broker tests: a hub over the test service and an in-process HTTP client."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from broker import Hub, ServeConfig, create_app
+from graph import Engine
+from tests.broker.services import make_service
+
+RUN = "testrun"
+
+HubFactory = Callable[..., Hub]
+
+
+@pytest.fixture
+def config() -> ServeConfig:
+    """The node configuration of a test; override the fixture to change it."""
+    return ServeConfig(port=0, max_body_bytes=4096)
+
+
+@pytest.fixture
+def make_hub(config: ServeConfig) -> Iterator[HubFactory]:
+    """Builds hubs over fresh engines, with ServeConfig overrides; closes them afterwards."""
+    hubs: list[Hub] = []
+
+    def build(**overrides: Any) -> Hub:
+        hub = Hub(
+            Engine.for_service(make_service()),
+            run=RUN,
+            config=dataclasses.replace(config, **overrides),
+        )
+        hubs.append(hub)
+        return hub
+
+    yield build
+    for hub in hubs:
+        hub.close()
+
+
+@pytest.fixture
+async def hub(make_hub: HubFactory) -> Hub:
+    return make_hub()
+
+
+@pytest.fixture
+async def http(hub: Hub, config: ServeConfig) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(hub, config))
+    async with httpx.AsyncClient(transport=transport, base_url="http://skiff.test") as client:
+        yield client
