@@ -81,8 +81,8 @@ def _check_str(value: str) -> str:
 def hkey(key: Json, depth: int = 0) -> HKey:
     """The canonical hashable form of a JSON key; raises NotJsonError for anything else.
 
-    Numbers are canonical: an integral float within the int64 range becomes an int, so that 1
-    and 1.0 (one JSON number, one key) always read back the same way whichever was written.
+    Numbers are canonical: an integral float within the integer range becomes an int, so that
+    1 and 1.0 (one JSON number, one key) always read back the same way whichever was written.
     """
     t = type(key)
     if t is str:
@@ -91,7 +91,8 @@ def hkey(key: Json, depth: int = 0) -> HKey:
         return _check_int(key)
     if t is float:
         _check_float(key)
-        if key.is_integer() and -(2**63) <= key < 2**63:
+        # Every float equal to an int a key may be becomes that int (beyond, ints are refused).
+        if key.is_integer() and INT_MIN <= key <= INT_MAX:
             return int(key)
         return cast(float, key)
     if key is None:

@@ -116,7 +116,7 @@ class KeyIds:
         keys = self.keys
         for rid in ids:
             key = keys[rid]
-            if key is not _FREE and key is not None:
+            if key is not _FREE:
                 yield key
 
     def release(self, key: HKey) -> int | None:

@@ -92,7 +92,10 @@ def test_frozen() -> None:
 
 def test_decoded_entries_have_the_tick_shape() -> None:
     decoded = Changeset.decode(b'{"version":2,"changes":{"a":[["k",["v"]],[["x"],[]]]}}')
-    entries: Any = decoded.changes["a"]
+    entries: tuple[Any, ...] = decoded.changes["a"]
     assert type(entries) is tuple
     assert entries == (("k", ["v"]), (["x"], []))
-    assert all(type(entry) is tuple and type(entry[1]) is list for entry in entries)
+    entry: Any
+    for entry in entries:
+        assert type(entry) is tuple
+        assert type(entry[1]) is list

@@ -220,7 +220,9 @@ class ReadLazy(Mapper):
 
 
 class Echo(Resource):
-    def instantiate(self, collections: Mapping[str, EagerCollection], context: Context) -> EagerCollection:
+    def instantiate(
+        self, collections: Mapping[str, EagerCollection], context: Context
+    ) -> EagerCollection:
         lazy = context.create_lazy_collection(LazyEcho, collections["other"])
         return collections["src"].map(ReadLazy, lazy).take(self.params["n"])
 
@@ -249,13 +251,36 @@ def _state(engine: Engine, instances: list[Any]) -> Any:
     )
 
 
+def _edges(engine: Engine, instances: list[Any]) -> Any:
+    """White-box: every dependency edge into the shared collections and the instances' lazy
+    collections, and those lazies' memos."""
+    stores = [*engine._shared.values(), *(lazy for inst in instances for lazy in inst.lazies)]
+    return [
+        (
+            repr(store),
+            sorted(
+                (repr(key), repr(owner), list(bits))
+                for key, owners in store.readers.items()
+                for owner, bits in owners.items()
+            ),
+            sorted(map(repr, getattr(store, "memo", {}).items())),
+        )
+        for store in stores
+    ]
+
+
 ROLLBACK_CASES = [
-    ({"other": [("j", ["boom"])]}, r"mapper LookupOther failed on key 'a': RuntimeError\('mapper boom'\)"),
+    (
+        {"other": [("j", ["boom"])]},
+        r"mapper LookupOther failed on key 'a': RuntimeError\('mapper boom'\)",
+    ),
     ({"other": [("k", ["reduce-boom"])]}, r"reducer TouchyCount(\.add)? failed on key 'b'"),
     ({"other": [("j", ["lazy-boom"])]}, r"lazy compute LazyEcho failed on key 'j': KeyError"),
     # The failure comes after other changes of the same tick have propagated.
-    ({"src": [("c", ["k"]), ("a", ["k"]), ("z", ["j"])], "other": [("k", ["new", "boom"])]},
-     "mapper LookupOther failed"),
+    (
+        {"src": [("c", ["k"]), ("a", ["k"]), ("z", ["j"])], "other": [("k", ["new", "boom"])]},
+        "mapper LookupOther failed",
+    ),
 ]
 
 
@@ -271,9 +296,11 @@ def test_rollback_restores_everything(make_engine: MakeEngine, writes: Any, mess
     engine.apply({"src": [("c", ["j", "k"])]})
     instances = [engine.instantiate("echo", {"n": n}) for n in (1, 5)]
     before = _state(engine, instances)
+    edges = _edges(engine, instances)
     with pytest.raises(UserCodeError, match=message):
         engine.apply(writes)
     assert _state(engine, instances) == before
+    assert _edges(engine, instances) == edges
     # Dependency edges are as before too: a fresh engine fed the same later writes agrees.
     follow_ups = [
         {"other": [("j", ["J2"])]},
@@ -344,7 +371,9 @@ def test_non_graph_exceptions_roll_back_too(make_engine: MakeEngine) -> None:
 
 
 class Top(Resource):
-    def instantiate(self, collections: Mapping[str, EagerCollection], context: Context) -> EagerCollection:
+    def instantiate(
+        self, collections: Mapping[str, EagerCollection], context: Context
+    ) -> EagerCollection:
         return collections["counts"].take(self.params)
 
 
@@ -361,13 +390,21 @@ def test_replace_all(make_engine: MakeEngine) -> None:
         _counting_service(votes=[(1, [{"g": "x"}]), (2, [{"g": "y"}]), (3, [{"g": "y"}])])
     )
     top = engine.instantiate("top", 1)
-    result = engine.replace_all({"votes": [(2, [{"g": "y"}]), (4, [{"g": "x"}]), (5, [{"g": "x"}])]}, 7)
+    result = engine.replace_all(
+        {"votes": [(2, [{"g": "y"}]), (4, [{"g": "x"}]), (5, [{"g": "x"}])]}, 7
+    )
     assert result.version == engine.version == 7
-    assert engine.collection_entries("votes") == [(2, [{"g": "y"}]), (4, [{"g": "x"}]), (5, [{"g": "x"}])]
+    assert engine.collection_entries("votes") == [
+        (2, [{"g": "y"}]),
+        (4, [{"g": "x"}]),
+        (5, [{"g": "x"}]),
+    ]
     assert result.shared.changes == {"counts": (("x", [2]), ("y", [1]))}
     assert result.instances == {top.id: [("x", [2])]}
     # A state naming no keys of a collection empties it; unchanged state changes nothing.
-    result = engine.replace_all({"votes": [(2, [{"g": "y"}]), (4, [{"g": "x"}]), (5, [{"g": "x"}])]}, 8)
+    result = engine.replace_all(
+        {"votes": [(2, [{"g": "y"}]), (4, [{"g": "x"}]), (5, [{"g": "x"}])]}, 8
+    )
     assert result.shared.is_empty()
     result = engine.replace_all({}, 9)
     assert engine.collection_entries("votes") == []
@@ -422,11 +459,14 @@ def test_mirror_resync_with_replace_all() -> None:
 # -- service definition ------------------------------------------------------------------------
 
 
-def test_create_graph_must_return_collections() -> None:
+@pytest.mark.parametrize("returned", [{"x": 1}, [1], None])
+def test_create_graph_must_return_collections(returned: Any) -> None:
+    def create_graph(inputs: Any, context: Any) -> Any:
+        return returned
+
+    service = Service(inputs={"a": []}, resources={}, create_graph=create_graph)
     with pytest.raises(GraphError, match="create_graph must return a dict of EagerCollection"):
-        Engine.for_service(Service(inputs={"a": []}, resources={}, create_graph=lambda i, c: {"x": 1}))
-    with pytest.raises(GraphError):
-        Engine.for_service(Service(inputs={"a": []}, resources={}, create_graph=lambda i, c: [1]))
+        Engine.for_service(service)
 
 
 def test_service_names_must_be_strings() -> None:
@@ -448,3 +488,86 @@ def test_no_create_graph() -> None:
     assert engine.shared_names == ()
     assert engine.apply({"a": [("k", [2])]}).shared.is_empty()
     assert engine.collection_entries("a") == [("k", [2])]
+
+
+# -- begin / commit / abort --------------------------------------------------------------------
+
+
+def test_begin_commit(make_engine: MakeEngine) -> None:
+    engine = _simple(make_engine, a=[(1, [1])])
+    pending = engine.begin({"a": [(2, [2])]})
+    assert pending.result.version == 1
+    assert pending.result.shared.changes == {"copy": ((2, [2]),)}
+    assert engine.version == 0  # not yet
+    with pytest.raises(GraphError, match="a tick is already in progress"):
+        engine.apply({"a": [(3, [3])]})
+    pending.commit()
+    assert engine.version == 1
+    assert engine.collection_entries("copy") == [(1, [1]), (2, [2])]
+    with pytest.raises(GraphError, match="already committed or aborted"):
+        pending.abort()
+    assert engine.apply({"a": [(3, [3])]}).version == 2
+
+
+def test_begin_abort_restores_everything(make_engine: MakeEngine) -> None:
+    calls: list[Any] = []
+    engine = make_engine(
+        _rollback_graph(calls),
+        resources={"echo": Echo},
+        src=[("a", ["j"]), ("b", ["k"])],
+        other=[("j", ["J"]), ("k", ["K"])],
+    )
+    instances = [engine.instantiate("echo", {"n": n}) for n in (1, 5)]
+    before = _state(engine, instances)
+    pending = engine.begin(
+        {"src": [("a", ["k"]), ("c", ["j"])], "other": [("k", ["K2"])]}, version=4
+    )
+    assert pending.result.version == 4
+    assert pending.result.instances
+    with pytest.raises(GraphError, match="cannot instantiate a resource during a tick"):
+        engine.instantiate("echo", {"n": 2})
+    pending.abort()
+    assert _state(engine, instances) == before
+    with pytest.raises(GraphError):
+        pending.commit()
+    # Edges are as before: a's reader depends on j again, not on k.
+    calls.clear()
+    engine.apply({"other": [("k", ["K3"])]})
+    assert calls == ["b"]
+    engine.apply({"other": [("j", ["J3"])]})
+    assert calls == ["b", "a"]
+
+
+def test_release_during_an_open_tick_is_deferred(make_engine: MakeEngine) -> None:
+    engine = make_engine(
+        _rollback_graph([]),
+        resources={"echo": Echo},
+        src=[("a", ["j"])],
+        other=[("j", ["J"])],
+    )
+    inst = engine.instantiate("echo", {"n": 3})
+    keep = engine.instantiate("echo", {"n": 4})
+    pending = engine.begin({"other": [("j", ["J2"])]})
+    assert set(pending.result.instances) == {inst.id, keep.id}
+    engine.release(inst)
+    assert engine.instance_count == 1
+    pending.abort()
+    result = engine.apply({"other": [("j", ["J3"])]})
+    assert set(result.instances) == {keep.id}
+    assert keep.entries() == [("a", ["J3"])]
+
+
+def test_double_release_is_an_error() -> None:
+    engine = Engine.for_service(_counting_service())
+    inst = engine.instantiate("top", 1)
+    engine.release(inst)
+    with pytest.raises(GraphError, match=r"instance #1 \(top\) was already released"):
+        engine.release(inst)
+
+
+@pytest.mark.parametrize("version", ["5", 5.0, True, None.__class__])
+def test_version_must_be_an_int(make_engine: MakeEngine, version: Any) -> None:
+    engine = _simple(make_engine)
+    with pytest.raises(InvalidWriteError, match="a version is an int"):
+        engine.apply({"a": []}, version=version)
+    assert engine.version == 0

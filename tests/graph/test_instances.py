@@ -49,12 +49,14 @@ class Echo(LazyCompute):
 class Tagged(Resource):
     def __init__(self, params: Any) -> None:
         if not isinstance(params, dict):
-            raise ValueError("params must be an object like {\"tag\": ...}")
+            raise ValueError('params must be an object like {"tag": ...}')
         if "reject" in params:
             raise ValueError(params["reject"])
         super().__init__(params)
 
-    def instantiate(self, collections: Mapping[str, EagerCollection], context: Context) -> EagerCollection:
+    def instantiate(
+        self, collections: Mapping[str, EagerCollection], context: Context
+    ) -> EagerCollection:
         lazy = context.create_lazy_collection(Echo) if self.params.get("lazy") else None
         tagged = collections["data"].map(Tag, self.params.get("tag"), lazy)
         if self.params.get("fail_late"):
@@ -65,7 +67,9 @@ class Tagged(Resource):
 class Whole(Resource):
     """Returns a shared collection itself."""
 
-    def instantiate(self, collections: Mapping[str, EagerCollection], context: Context) -> EagerCollection:
+    def instantiate(
+        self, collections: Mapping[str, EagerCollection], context: Context
+    ) -> EagerCollection:
         return collections["data"]
 
 
@@ -146,7 +150,9 @@ def test_refcount_and_freeing(engine: Engine) -> None:
     again = engine.instantiate("tagged", {"tag": "t", "lazy": True})
     assert again is not inst
     assert again.id not in (inst.id, keeper.id)
-    assert again.entries() == [(k, [[v, "t", k]]) for k, v in [("a", 10), ("b", 2), ("c", 3), ("d", 4)]]
+    assert again.entries() == [
+        (k, [[v, "t", k]]) for k, v in [("a", 10), ("b", 2), ("c", 3), ("d", 4)]
+    ]
 
 
 def test_instance_ids_are_never_reused(engine: Engine) -> None:

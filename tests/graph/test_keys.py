@@ -108,8 +108,21 @@ def test_distinct_keys(a: Any, b: Any) -> None:
 
 @pytest.mark.parametrize(
     "key",
-    [None, True, False, 0, -3, 2.5, "", "x", "\U0001f600", [], [1, [2, {"a": None}]], {},
-     {"k": [True, {"z": 1}], "a": "b"}],
+    [
+        None,
+        True,
+        False,
+        0,
+        -3,
+        2.5,
+        "",
+        "x",
+        "\U0001f600",
+        [],
+        [1, [2, {"a": None}]],
+        {},
+        {"k": [True, {"z": 1}], "a": "b"},
+    ],
 )
 def test_unkey_round_trips(key: Any) -> None:
     assert unkey(hkey(key)) == key
@@ -121,13 +134,27 @@ def test_integral_float_keys_are_canonical_ints() -> None:
     assert type(unkey(hkey(1.0))) is int
     assert unkey(hkey([2.0, {"a": -0.0}])) == [2, {"a": 0}]
     assert type(unkey(hkey(1.5))) is float
-    assert type(unkey(hkey(1e300))) is float  # beyond int64: stays a float
+    assert type(unkey(hkey(1e300))) is float  # no int key equals it: stays a float
+    assert unkey(hkey(2.0**63)) == 2**63 and type(unkey(hkey(2.0**63))) is int
+    assert type(unkey(hkey(2.0**64))) is float
 
 
 @pytest.mark.parametrize(
     "bad",
-    [math.nan, math.inf, -math.inf, {1: "a"}, {"a": {2: 3}}, object(), {1, 2}, b"x",
-     2**64, -(2**63) - 1, "\ud800", ["ok", "\udfff"]],
+    [
+        math.nan,
+        math.inf,
+        -math.inf,
+        {1: "a"},
+        {"a": {2: 3}},
+        object(),
+        {1, 2},
+        b"x",
+        2**64,
+        -(2**63) - 1,
+        "\ud800",
+        ["ok", "\udfff"],
+    ],
 )
 def test_non_json_keys_rejected(bad: Any) -> None:
     with pytest.raises(NotJsonError):
@@ -163,7 +190,9 @@ def _engine(entries: list[Any]) -> Engine:
     def create_graph(inputs: Any, context: Any) -> dict[str, Any]:
         return {"out": inputs["in"].map(_Identity).slice(None, {"zzz": None})}
 
-    return Engine.for_service(Service(inputs={"in": entries}, resources={}, create_graph=create_graph))
+    return Engine.for_service(
+        Service(inputs={"in": entries}, resources={}, create_graph=create_graph)
+    )
 
 
 def test_collections_list_entries_in_key_order() -> None:

@@ -61,7 +61,9 @@ class ReadLazy(Mapper):
                 yield key, value
 
 
-def _doubled(make_engine: MakeEngine, computed: list[Any], calls: list[Any], **inputs: Any) -> tuple[Engine, LazyCollection]:
+def _doubled(
+    make_engine: MakeEngine, computed: list[Any], calls: list[Any], **inputs: Any
+) -> tuple[Engine, LazyCollection]:
     holder: dict[str, LazyCollection] = {}
 
     def create_graph(ins: Any, ctx: Context) -> dict[str, EagerCollection]:
@@ -188,13 +190,15 @@ def test_spreadsheet(make_engine: MakeEngine) -> None:
         computed,
     )
     assert dict(engine.collection_entries("values")) == {
-        "A1": [5], "B1": [2], "C1": [3], "D1": [5], "E1": [7]
+        "A1": [5],
+        "B1": [2],
+        "C1": [3],
+        "D1": [5],
+        "E1": [7],
     }
     computed.clear()
     result = engine.apply({"cells": [("B1", ["10"])]})
-    assert dict(result.shared.changes["values"]) == {
-        "A1": [29], "B1": [10], "C1": [19], "D1": [29]
-    }
+    assert dict(result.shared.changes["values"]) == {"A1": [29], "B1": [10], "C1": [19], "D1": [29]}
     assert sorted(computed) == ["A1", "B1", "C1", "D1"]  # E1 untouched, each once
     # A referenced cell that did not exist appears.
     engine.apply({"cells": [("Z9", ["100"])]})
@@ -208,7 +212,12 @@ def test_spreadsheet(make_engine: MakeEngine) -> None:
     assert sorted(computed) == ["C1"]
     engine.apply({"cells": [("E1", ["1"])]})
     assert dict(engine.collection_entries("values")) == {
-        "A1": [1], "B1": [10], "C1": [0], "D1": [101], "E1": [1], "Z9": [100]
+        "A1": [1],
+        "B1": [10],
+        "C1": [0],
+        "D1": [101],
+        "E1": [1],
+        "Z9": [100],
     }
 
 
@@ -262,12 +271,18 @@ def test_lazy_errors_name_the_compute_and_key(make_engine: MakeEngine) -> None:
         return {"out": ins["refs"].map(ReadLazy, lazy, [])}
 
     engine = make_engine(create_graph, data=[("k", ["ok"])], refs=[("r", ["k"])])
-    with pytest.raises(UserCodeError, match=r"lazy compute Failing failed on key 'k': RuntimeError\('lazy boom'\)"):
+    with pytest.raises(
+        UserCodeError, match=r"lazy compute Failing failed on key 'k': RuntimeError\('lazy boom'\)"
+    ):
         engine.apply({"data": [("k", ["bad"])]})
     assert engine.collection_entries("out") == [("r", ["ok"])]
-    with pytest.raises(UserCodeError, match=r"lazy compute Failing produced a non-JSON value for key 'k'"):
+    with pytest.raises(
+        UserCodeError, match=r"lazy compute Failing produced a non-JSON value for key 'k'"
+    ):
         engine.apply({"data": [("k", ["set"])]})
-    with pytest.raises(UserCodeError, match=r"lazy compute Failing failed on key 'k': KeyLookupError"):
+    with pytest.raises(
+        UserCodeError, match=r"lazy compute Failing failed on key 'k': KeyLookupError"
+    ):
         engine.apply({"data": [("k", [])]})
     assert engine.version == 0
     engine.apply({"data": [("k", ["fine"])]})
@@ -307,3 +322,24 @@ def test_lazy_with_a_null_key(make_engine: MakeEngine) -> None:
     engine.apply({"data": [(None, [4])]})
     assert engine.collection_entries("out") == [("r", [8])]
     assert lazy.get_array(None) == [8]
+
+
+def test_a_failed_computation_leaves_no_edges(make_engine: MakeEngine) -> None:
+    holder: dict[str, LazyCollection] = {}
+
+    def create_graph(ins: Any, ctx: Context) -> dict[str, EagerCollection]:
+        holder["lazy"] = ctx.create_lazy_collection(Failing, ins["data"])
+        return {"data": ins["data"]}
+
+    engine = make_engine(create_graph, data=[("k", ["bad"]), ("j", ["ok"])])
+    lazy = holder["lazy"]
+    data = engine._shared["data"]  # white-box: the edges live on the read collection
+    with pytest.raises(UserCodeError):
+        lazy.get_array("k")
+    assert data.readers == {}
+    assert lazy.memo == {}
+    assert lazy.get_array("j") == ["ok"]
+    assert list(data.readers) == ["j"]
+    engine.apply({"data": [("j", ["ok2"])]})  # invalidates the memo and its edge
+    assert data.readers == {}
+    assert lazy.get_array("j") == ["ok2"]

@@ -17,6 +17,7 @@ from graph import (
     UserCodeError,
     Values,
 )
+
 MakeEngine = Callable[..., Engine]
 Pairs = Iterator[tuple[Any, Any]]
 
@@ -78,7 +79,9 @@ def test_identity_copies_entries(make_engine: MakeEngine) -> None:
 
 
 def test_constructor_args_are_passed(make_engine: MakeEngine) -> None:
-    engine = make_engine(lambda inputs, ctx: {"out": inputs["in"].map(Scale, 10)}, **{"in": [(1, [1, 2])]})
+    engine = make_engine(
+        lambda inputs, ctx: {"out": inputs["in"].map(Scale, 10)}, **{"in": [(1, [1, 2])]}
+    )
     assert engine.collection_entries("out") == [(1, [10, 20])]
 
 
@@ -150,14 +153,20 @@ def test_rerun_emitting_the_same_is_no_change(make_engine: MakeEngine) -> None:
 
 
 def test_value_order_change_is_a_change(make_engine: MakeEngine) -> None:
-    engine = make_engine(lambda inputs, ctx: {"out": inputs["in"].map(Identity)}, **{"in": [(1, [1, 2])]})
+    engine = make_engine(
+        lambda inputs, ctx: {"out": inputs["in"].map(Identity)}, **{"in": [(1, [1, 2])]}
+    )
     result = engine.apply({"in": [(1, [2, 1])]})
     assert result.shared.changes["out"] == ((1, [2, 1]),)
 
 
-@pytest.mark.parametrize(("old", "new"), [(1, True), (0, False), (1, 1.0), ([1], [True]), ({"a": 1}, {"a": 1.0})])
+@pytest.mark.parametrize(
+    ("old", "new"), [(1, True), (0, False), (1, 1.0), ([1], [True]), ({"a": 1}, {"a": 1.0})]
+)
 def test_json_distinct_values_are_changes(make_engine: MakeEngine, old: Any, new: Any) -> None:
-    engine = make_engine(lambda inputs, ctx: {"out": inputs["in"].map(Identity)}, **{"in": [("k", [old])]})
+    engine = make_engine(
+        lambda inputs, ctx: {"out": inputs["in"].map(Identity)}, **{"in": [("k", [old])]}
+    )
     result = engine.apply({"in": [("k", [new])]})
     assert result.shared.changes["out"] == (("k", [new]),)
     assert repr(engine.collection_entries("out")) == repr([("k", [new])])

@@ -58,8 +58,18 @@ def test_errors_share_one_root() -> None:
 
 def test_graph_does_no_io() -> None:
     """graph/ imports neither redis nor starlette nor anything that does I/O."""
-    forbidden = {"redis", "starlette", "uvicorn", "sse_starlette", "httpx", "asyncio", "socket",
-                 "threading", "broker", "proxy"}
+    forbidden = {
+        "redis",
+        "starlette",
+        "uvicorn",
+        "sse_starlette",
+        "httpx",
+        "asyncio",
+        "socket",
+        "threading",
+        "broker",
+        "proxy",
+    }
     package = pathlib.Path(graph.__file__).parent
     for path in sorted(package.glob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))

@@ -62,8 +62,10 @@ def test_builtin_reducers(
 
 def test_min_max_recompute_when_the_extreme_goes(make_engine: MakeEngine) -> None:
     engine = make_engine(
-        lambda ins, ctx: {"min": ins["in"].map(ToGroup).reduce(Min),
-                          "max": ins["in"].map(ToGroup).reduce(Max)},
+        lambda ins, ctx: {
+            "min": ins["in"].map(ToGroup).reduce(Min),
+            "max": ins["in"].map(ToGroup).reduce(Max),
+        },
         **{"in": [_row("a", ("g", 5)), _row("b", ("g", 1)), _row("c", ("g", 9))]},
     )
     engine.apply({"in": [("b", [])]})
@@ -186,14 +188,30 @@ class NonJsonAccumulator(Reducer):
     ("reducer", "rows", "write", "message"),
     [
         (Failing, [], ("k", ["bad-add"]), r"reducer Failing\.add failed on key 'g'"),
-        (Failing, [("j", ["x"]), ("k", ["y"])], ("k", ["bad-add"]),
-         r"reducer Failing failed on key 'g': ValueError\('cannot add'\)"),
-        (Failing, [("j", ["x"]), ("k", ["bad-remove"])], ("k", []),
-         r"reducer Failing failed on key 'g': KeyError\('cannot remove'\)"),
-        (NonJsonAccumulator, [], ("k", ["bad"]),
-         r"reducer NonJsonAccumulator produced a non-JSON value for key 'g'"),
-        (NonJsonAccumulator, [("j", ["x"])], ("k", ["bad"]),
-         r"reducer NonJsonAccumulator produced a non-JSON value for key 'g'"),
+        (
+            Failing,
+            [("j", ["x"]), ("k", ["y"])],
+            ("k", ["bad-add"]),
+            r"reducer Failing failed on key 'g': ValueError\('cannot add'\)",
+        ),
+        (
+            Failing,
+            [("j", ["x"]), ("k", ["bad-remove"])],
+            ("k", []),
+            r"reducer Failing failed on key 'g': KeyError\('cannot remove'\)",
+        ),
+        (
+            NonJsonAccumulator,
+            [],
+            ("k", ["bad"]),
+            r"reducer NonJsonAccumulator produced a non-JSON value for key 'g'",
+        ),
+        (
+            NonJsonAccumulator,
+            [("j", ["x"])],
+            ("k", ["bad"]),
+            r"reducer NonJsonAccumulator produced a non-JSON value for key 'g'",
+        ),
     ],
 )
 def test_reducer_errors_name_reducer_and_key(
@@ -204,7 +222,9 @@ def test_reducer_errors_name_reducer_and_key(
             for value in values:
                 yield "g", value
 
-    engine = make_engine(lambda ins, ctx: {"out": ins["in"].map(AllToG).reduce(reducer)}, **{"in": rows})
+    engine = make_engine(
+        lambda ins, ctx: {"out": ins["in"].map(AllToG).reduce(reducer)}, **{"in": rows}
+    )
     before = engine.collection_entries("out")
     with pytest.raises(UserCodeError, match=message):
         engine.apply({"in": [write]})
@@ -212,3 +232,24 @@ def test_reducer_errors_name_reducer_and_key(
     assert engine.version == 0
     engine.apply({"in": [("z", ["fine"])]})
     assert engine.collection_entries("out") == [("g", [len(rows) + 1])]
+
+
+class LooksUp(Reducer):
+    """A reducer that fails with one of the engine's own errors (a lookup without default)."""
+
+    initial = 0
+
+    def add(self, acc: Any, value: Any) -> Any:
+        return acc + Values([]).get_unique() if value == "lookup" else acc + 1
+
+    def remove(self, acc: Any, value: Any) -> Any:
+        return acc - 1
+
+
+def test_graph_errors_from_a_reducer_are_user_code_errors(make_engine: MakeEngine) -> None:
+    engine = make_engine(
+        lambda ins, ctx: {"out": ins["in"].reduce(LooksUp)}, **{"in": [("k", ["x"])]}
+    )
+    with pytest.raises(UserCodeError, match=r"reducer LooksUp failed on key 'k': KeyLookupError"):
+        engine.apply({"in": [("k", ["x", "lookup"])]})
+    assert engine.collection_entries("out") == [("k", [1])]

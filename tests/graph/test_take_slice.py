@@ -139,8 +139,14 @@ def test_slices_union_of_ranges(make_engine: MakeEngine) -> None:
     )
     assert _keys(engine, "s") == [0, 1, 2, 3, 5, 6]
     engine.apply({"in": [(1, []), (4, ["x"]), (5.5, ["y"]), (6, ["z"])]})
-    assert engine.collection_entries("s") == [(0, [0]), (2, [2]), (3, [3]), (5, [5]),
-                                              (5.5, ["y"]), (6, ["z"])]
+    assert engine.collection_entries("s") == [
+        (0, [0]),
+        (2, [2]),
+        (3, [3]),
+        (5, [5]),
+        (5.5, ["y"]),
+        (6, ["z"]),
+    ]
 
 
 def test_slice_of_a_map(make_engine: MakeEngine) -> None:
