@@ -32,6 +32,7 @@ from broker.config import ServeConfig
 from broker.errors import ApiError, DrainingError, UnknownStreamError
 from broker.hub import Hub
 from broker.json_bytes import dumps
+from broker.role import LocalRole, NodeRole
 from broker.stream_response import ReaderResponse
 from graph import (
     CycleError,
@@ -63,12 +64,19 @@ _STATUS: dict[type[Exception], int] = {
 }
 
 
-def create_app(hub: Hub, config: ServeConfig, *, role: Role = "all") -> Starlette:
-    """The routes `role` serves: `control` and `streaming` are the two halves of a split node."""
-    endpoints = _Endpoints(hub, config)
+def create_app(
+    hub: Hub, config: ServeConfig, *, role: Role = "all", node: NodeRole | None = None
+) -> Starlette:
+    """The routes `role` serves: `control` and `streaming` are the two halves of a split node.
+
+    `node` decides how writes are carried out and when the node is ready (a single node by
+    default; broker.leader and broker.follower provide theirs)."""
+    node = node or LocalRole(hub)
+    endpoints = _Endpoints(hub, config, node)
     routes: list[BaseRoute] = [
         Route("/healthz", endpoints.health, methods=["GET"]),
         Route("/v1/healthcheck", endpoints.health, methods=["GET"]),
+        *node.routes(),
     ]
     if role in ("all", "streaming"):
         routes.append(Route("/v1/streams/{stream_id}", endpoints.open_stream, methods=["GET"]))
@@ -94,15 +102,18 @@ def error_response(status: int, message: str, headers: Mapping[str, str] | None 
 
 
 class _Endpoints:
-    def __init__(self, hub: Hub, config: ServeConfig) -> None:
+    def __init__(self, hub: Hub, config: ServeConfig, node: NodeRole) -> None:
         self._hub = hub
         self._config = config
+        self._node = node
         self._token = None if config.control_token is None else config.control_token.encode()
 
     async def health(self, request: Request) -> Response:
-        if self._hub.draining:
-            return error_response(503, "draining")
-        return JSONResponse({"status": "ok", "run": self._hub.run})
+        ready, reason = self._node.ready()
+        body = {"status": "ok" if ready else reason, "run": self._hub.run, **self._node.status()}
+        if not ready:
+            return JSONResponse({"error": reason, **body}, status_code=503)
+        return JSONResponse(body)
 
     async def patch_input(self, request: Request) -> Response:
         self._authorize(request)
@@ -112,10 +123,10 @@ class _Endpoints:
         body = await read_json(request, self._config.max_body_bytes)
         if not isinstance(body, list):
             raise ApiError(400, "the body must be a list of [key, [values...]] entries")
+        idempotency_key = request.headers.get("idempotency-key") or None
         with _nesting_guard():
-            # Runs the tick and queues its updates for every reader before the reply.
-            result = self._hub.apply({collection: body})
-        return JSONResponse({"version": result.version})
+            version = await self._node.write(collection, body, idempotency_key)
+        return JSONResponse({"version": version})
 
     async def create_stream(self, request: Request) -> Response:
         params = await read_json(request, self._config.max_body_bytes, empty={})

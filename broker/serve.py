@@ -28,6 +28,7 @@ from broker.app import create_app
 from broker.config import ServeConfig
 from broker.errors import BrokerError
 from broker.hub import Hub
+from broker.role import NodeRole
 from broker.sse import new_run_id
 from graph import Engine, Service
 
@@ -64,21 +65,35 @@ async def running(
     log_level: str | None = None,
     access_log: bool = False,
 ) -> AsyncIterator[RunningNode]:
-    """Serve `service` until the block exits (or a signal stops the server first).
+    """Serve `service` from memory until the block exits (or a signal stops the server first).
 
-    `run` is the `<run>` of event ids: a fresh random id by default; a replicated node passes its
-    epoch. `log_level=None` leaves logging configuration alone (for embedding and tests).
+    `run` is the `<run>` of event ids: a fresh random id by default. `log_level=None` leaves
+    logging configuration alone (for embedding and tests).
     """
     hub = Hub(Engine.for_service(service), run=run or new_run_id(), config=config)
+    async with serving(hub, config, log_level=log_level, access_log=access_log) as node:
+        yield node
+
+
+@asynccontextmanager
+async def serving(
+    hub: Hub,
+    config: ServeConfig,
+    *,
+    node: NodeRole | None = None,
+    log_level: str | None = None,
+    access_log: bool = False,
+) -> AsyncIterator[RunningNode]:
+    """Serve `hub` over HTTP with `node` deciding writes and readiness (leader, follower)."""
     sockets = _bind_all(config)
     ports = [sock.getsockname()[1] for sock in sockets]
     if config.control_port is None:
-        app: ASGIApp = create_app(hub, config)
+        app: ASGIApp = create_app(hub, config, node=node)
     else:
         app = _PortDispatch(
             {
-                ports[0]: create_app(hub, config, role="streaming"),
-                ports[1]: create_app(hub, config, role="control"),
+                ports[0]: create_app(hub, config, role="streaming", node=node),
+                ports[1]: create_app(hub, config, role="control", node=node),
             }
         )
     server = _NodeServer(

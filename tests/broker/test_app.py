@@ -43,9 +43,13 @@ def assert_error(response: httpx.Response, status: int, fragment: str = "") -> N
 async def test_health(http: httpx.AsyncClient, hub: Hub, path: str) -> None:
     response = await http.get(path)
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "run": hub.run}
+    assert response.json() == {
+        "status": "ok", "run": hub.run, "role": "single", "version": hub.engine.version
+    }
     hub.drain()
-    assert_error(await http.get(path), 503, "draining")
+    response = await http.get(path)
+    assert response.status_code == 503
+    assert response.json()["error"] == "draining"
 
 
 # -- PATCH /v1/inputs/{collection} -------------------------------------------------------------

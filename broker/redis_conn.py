@@ -1,0 +1,40 @@
+"""Connecting to Redis the way every skiff node does.
+
+`redis://`, `rediss://` (TLS) and credentials in the URL are handled by redis-py's URL parsing.
+redis-py's default client retries a failed call for seconds; a node must instead notice an
+outage quickly (to mark itself not ready and to let a lease expire on time), so calls fail fast
+and the node's own loops retry with backoff.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from broker.errors import ConfigError
+
+
+def connect(url: str, *, timeout_s: float = 2.0) -> Redis:
+    """A bytes-mode client for `url` that fails fast (no hidden retries)."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"a Redis URL starts with redis://, rediss:// or unix://, got {url!r}")
+    return Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=0,
+    )
+
+
+def redacted(url: str) -> str:
+    """The URL with any password replaced, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}{sep}{user + ':' if user else ''}***@{host}"
