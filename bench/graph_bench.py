@@ -61,8 +61,11 @@ def memory_per_key(keys: int) -> dict[str, float]:
     collections = 2
     overhead = (total - values_bytes) / keys / collections
     del engine
-    return {"total_bytes": total, "values_bytes": values_bytes,
-            "overhead_per_key_per_collection": overhead}
+    return {
+        "total_bytes": total,
+        "values_bytes": values_bytes,
+        "overhead_per_key_per_collection": overhead,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -80,18 +83,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("from-scratch build (s)", f"{build_s:.2f}"),
         ("single-key write p50 (µs)", f"{p50 * 1e6:.1f}"),
         ("single-key write p99 (µs)", f"{sorted(times)[int(len(times) * 0.99)] * 1e6:.1f}"),
-        ("speed-up vs recompute (×)", f"{build_s / p50:,.0f}"),
+        ("speed-up vs recompute (x)", f"{build_s / p50:,.0f}"),
     ]
     result: dict[str, Any] = {
-        "keys": args.keys, "build_s": build_s, "write_p50_s": p50, "speedup": build_s / p50,
+        "keys": args.keys,
+        "build_s": build_s,
+        "write_p50_s": p50,
+        "speedup": build_s / p50,
     }
     del engine
     gc.collect()
     if not args.no_memory:
         mem = memory_per_key(args.keys)
         result["memory"] = mem
-        rows.append(("engine overhead B/key/collection",
-                     f"{mem['overhead_per_key_per_collection']:.0f}"))
+        rows.append(
+            ("engine overhead B/key/collection", f"{mem['overhead_per_key_per_collection']:.0f}")
+        )
     print_table("graph engine", rows)
     write_json("graph", result)
     return result

@@ -64,7 +64,9 @@ async def latency(port: int, writes: int) -> list[float]:
     return samples
 
 
-async def throughput(port: int, keys: int, seconds: float, batch: int, conns: int) -> dict[str, Any]:
+async def throughput(
+    port: int, keys: int, seconds: float, batch: int, conns: int
+) -> dict[str, Any]:
     sse = await open_top_stream(port)
     updates = 0
 
@@ -110,8 +112,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with skiff("serve", "bench.workloads:wide", "--port", str(port),
-               env={"SKIFF_BENCH_KEYS": str(args.keys)}, ready_url=url):
+    with skiff(
+        "serve",
+        "bench.workloads:wide",
+        "--port",
+        str(port),
+        env={"SKIFF_BENCH_KEYS": str(args.keys)},
+        ready_url=url,
+    ):
         lat = asyncio.run(latency(port, args.writes))
         thr = asyncio.run(throughput(port, args.keys, args.seconds, args.batch, args.conns))
     result = {
@@ -122,12 +130,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "batch": args.batch,
         "conns": args.conns,
     }
-    print_table("single node over HTTP", [
-        ("graph keys", f"{args.keys:,}"),
-        ("write→SSE p50 (ms)", f"{result['latency_p50_ms']:.2f}"),
-        ("write→SSE p99 (ms)", f"{result['latency_p99_ms']:.2f}"),
-        (f"ingest, {args.batch}-key PATCH (keys/s)", f"{thr['keys_per_s']:,.0f}"),
-    ])
+    print_table(
+        "single node over HTTP",
+        [
+            ("graph keys", f"{args.keys:,}"),
+            ("write→SSE p50 (ms)", f"{result['latency_p50_ms']:.2f}"),
+            ("write→SSE p99 (ms)", f"{result['latency_p99_ms']:.2f}"),
+            (f"ingest, {args.batch}-key PATCH (keys/s)", f"{thr['keys_per_s']:,.0f}"),
+        ],
+    )
     write_json("http", result)
     return result
 

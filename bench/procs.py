@@ -35,12 +35,17 @@ def wait_ready(url: str, timeout: float = 120.0) -> None:
 
 
 @contextlib.contextmanager
-def skiff(*args: str, env: dict[str, str] | None = None, ready_url: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def skiff(
+    *args: str, env: dict[str, str] | None = None, ready_url: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run `skiff ARGS...` (from this checkout's venv) and stop it on exit."""
     exe = Path(sys.executable).parent / "skiff"
     proc = subprocess.Popen(
-        [str(exe), *args], cwd=ROOT, env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [str(exe), *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         if ready_url:

@@ -24,9 +24,15 @@ class RawConnection:
         reader, writer = await asyncio.open_connection(host, port)
         return cls(reader, writer, f"{host}:{port}")
 
-    def send(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}",
-                 f"Content-Length: {len(body)}", "Content-Type: application/json"]
+    def send(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> None:
+        lines = [
+            f"{method} {path} HTTP/1.1",
+            f"Host: {self.host}",
+            f"Content-Length: {len(body)}",
+            "Content-Type: application/json",
+        ]
         for name, value in (headers or {}).items():
             lines.append(f"{name}: {value}")
         self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
@@ -57,8 +63,9 @@ class RawConnection:
             return Response(status, body)
         return Response(status, await self.reader.readexactly(length) if length else b"")
 
-    async def request(self, method: str, path: str, body: bytes = b"",
-                      headers: dict[str, str] | None = None) -> Response:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> Response:
         self.send(method, path, body, headers)
         return await self.response()
 
@@ -77,7 +84,9 @@ class SseReader:
         self.conn = conn
 
     @classmethod
-    async def open(cls, host: str, port: int, path: str, last_event_id: str | None = None) -> SseReader:
+    async def open(
+        cls, host: str, port: int, path: str, last_event_id: str | None = None
+    ) -> SseReader:
         conn = await RawConnection.open(host, port)
         headers = {"Accept": "text/event-stream"}
         if last_event_id:

@@ -46,12 +46,15 @@ class RankedPosts(Mapper):
         post = values.get_unique()
         upvotes = self.counts.get_unique(key, default=0)
         author = self.users.get_unique(post.get("author"), default={"name": "anonymous"})
-        yield [-upvotes, key], {
-            **post,
-            "id": key,
-            "upvotes": upvotes,
-            "author_name": author.get("name", "anonymous"),
-        }
+        yield (
+            [-upvotes, key],
+            {
+                **post,
+                "id": key,
+                "upvotes": upvotes,
+                "author_name": author.get("name", "anonymous"),
+            },
+        )
 
 
 class FlagUpvoted(Mapper):
@@ -93,7 +96,7 @@ def _session_id(params: Any) -> Any:
 class TopPosts(Resource):
     def __init__(self, params: Any) -> None:
         if not isinstance(params, dict):
-            raise ValueError("params must be an object like {\"limit\": 10}")
+            raise ValueError('params must be an object like {"limit": 10}')
         limit = params.get("limit", 10)
         if type(limit) is not int or not 0 <= limit <= 1000:
             raise ValueError("limit must be an integer between 0 and 1000")
@@ -114,7 +117,7 @@ class TopPosts(Resource):
 class CurrentSession(Resource):
     def __init__(self, params: Any) -> None:
         if not isinstance(params, dict) or not isinstance(params.get("session_id"), str):
-            raise ValueError("params must be {\"session_id\": \"...\"}")
+            raise ValueError('params must be {"session_id": "..."}')
         self.session_id = params["session_id"]
 
     def instantiate(
@@ -149,10 +152,22 @@ SEED_USERS = [
 SEED_POSTS = [
     ("p1", {"title": "Skip: reactive services", "url": "https://skiplabs.io", "author": "alice"}),
     ("p2", {"title": "Redis Streams explained", "url": "https://redis.io", "author": "bob"}),
-    ("p3", {"title": "Server-Sent Events in practice", "url": "https://example.com/sse",
-            "author": "carol"}),
-    ("p4", {"title": "Incremental computation 101", "url": "https://example.com/inc",
-            "author": "dave"}),
+    (
+        "p3",
+        {
+            "title": "Server-Sent Events in practice",
+            "url": "https://example.com/sse",
+            "author": "carol",
+        },
+    ),
+    (
+        "p4",
+        {
+            "title": "Incremental computation 101",
+            "url": "https://example.com/inc",
+            "author": "dave",
+        },
+    ),
 ]
 SEED_UPVOTES = [
     ("u1", {"post": "p1", "user": "bob"}),
