@@ -9,7 +9,8 @@ gets a 404 and must create a new stream.
 
 Each tick's update is encoded once per instance and the same bytes are queued for every reader.
 The instance also keeps the last `history_versions` (version, changes) pairs, so a reader coming
-back with `Last-Event-ID: <run>/<v>` gets one update with the net change since `v`.
+back with `Last-Event-ID: <run>/<v>` gets one update with the net change since `v`. A new run
+(`reset_run`: a new replication epoch) drops that history and re-inits every connected reader.
 
 Everything here is synchronous and runs on the event loop's thread, like the engine: between
 reading an instance's content for an init and registering the reader no tick can slip in.
@@ -19,37 +20,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from broker.changes import merge_changes
 from broker.config import ServeConfig
 from broker.errors import DrainingError, UnknownStreamError
+from broker.instance_state import InstanceState
 from broker.sse import check_run_id, encode_event, parse_event_id
 from broker.subscription import Subscription
-from graph import Engine, ResourceInstance, TickResult
+from graph import Engine, GraphError, TickResult
 
 Json = Any
 Entry = tuple[Json, list[Json]]
 
 
 @dataclass(eq=False, slots=True)
-class _Instance:
-    handle: ResourceInstance
-    # Changes are known for every version after `floor`: a resume from v >= floor is exact.
-    floor: int
-    history: deque[tuple[int, list[Entry]]]
-    streams: set[str] = field(default_factory=set)
-    readers: set[Subscription] = field(default_factory=set)
-    init_cache: tuple[int, bytes] | None = None
-    idle_timer: asyncio.TimerHandle | None = None
-
-
-@dataclass(eq=False, slots=True)
 class _Stream:
-    instance: _Instance
+    instance: InstanceState
     reader: Subscription | None = None
 
 
@@ -58,7 +46,7 @@ class Hub:
         self._engine = engine
         self._run = check_run_id(run)
         self._config = config
-        self._instances: dict[int, _Instance] = {}
+        self._instances: dict[int, InstanceState] = {}
         self._streams: dict[str, _Stream] = {}
         self._draining = False
 
@@ -104,10 +92,7 @@ class Hub:
             state = self._instances.get(instance_id)
             if state is None:
                 continue
-            history = state.history
-            if history.maxlen is not None and len(history) == history.maxlen:
-                state.floor = history[0][0] if history else result.version
-            history.append((result.version, entries))
+            state.record(result.version, entries)
             if not state.readers:
                 continue
             data = encode_event("update", run, result.version, entries)
@@ -127,11 +112,7 @@ class Hub:
         handle = self._engine.instantiate(resource, params)
         state = self._instances.get(handle.id)
         if state is None:
-            state = _Instance(
-                handle=handle,
-                floor=self._engine.version,
-                history=deque(maxlen=self._config.history_versions),
-            )
+            state = InstanceState.new(handle, self._engine.version, self._config.history_versions)
             self._instances[handle.id] = state
         else:
             self._engine.release(handle)
@@ -196,18 +177,14 @@ class Hub:
         reader.close("disconnected")
         self._detach(reader)
 
-    def _first_event(self, state: _Instance, last_event_id: str | None) -> bytes:
+    def _first_event(self, state: InstanceState, last_event_id: str | None) -> bytes:
         version = self._engine.version
         since = parse_event_id(last_event_id) if last_event_id is not None else None
-        if since is not None and since[0] == self._run and state.floor <= since[1] <= version:
-            changes = merge_changes(e for v, e in state.history if v > since[1])
-            return encode_event("update", self._run, version, changes)
-        cached = state.init_cache
-        if cached is None or cached[0] != version:
-            # Readers connecting at the same version share one encoded init.
-            cached = (version, encode_event("init", self._run, version, state.handle.entries()))
-            state.init_cache = cached
-        return cached[1]
+        if since is not None and since[0] == self._run:
+            resumed = state.resume_event(self._run, version, since[1])
+            if resumed is not None:
+                return resumed
+        return state.init_event(self._run, version)
 
     def _detach(self, reader: Subscription) -> None:
         stream = self._streams.get(reader.stream_id)
@@ -219,8 +196,45 @@ class Hub:
             if not state.readers:
                 self._arm_idle(state)
 
+    # -- run changes -------------------------------------------------------------------------
+    def reset_run(self, run: str, engine: Engine | None = None) -> None:
+        """Begin run `run` (a new replication epoch): resume history is dropped, since versions
+        of the old run mean nothing in the new one, and every connected reader is sent a fresh
+        init under `run` in place of whatever it had pending; its connection stays open.
+
+        With `engine` the hub moves to it (a follower resynced into a new epoch): each live
+        instance is recreated there from its resource and params, keeping its stream ids; one
+        the new engine rejects is dropped with its streams (its readers are closed).
+        """
+        self._run = check_run_id(run)
+        if engine is not None and engine is not self._engine:
+            self._move_instances(engine)
+        for state in self._instances.values():
+            state.restart(self._run, self._engine.version)
+
+    def _move_instances(self, engine: Engine) -> None:
+        self._engine = engine
+        moved: dict[int, InstanceState] = {}
+        for state in list(self._instances.values()):
+            try:
+                handle = engine.instantiate(state.handle.resource, state.handle.params)
+            except GraphError:
+                for reader in list(state.readers):
+                    reader.close("reset")
+                    state.readers.discard(reader)
+                self._disarm_idle(state)
+                for stream_id in state.streams:
+                    self._streams.pop(stream_id, None)
+                continue
+            state.handle = handle
+            moved[handle.id] = state
+            for reader in state.readers:
+                reader.instance_id = handle.id
+        # The old engine and its instances are dropped whole; nothing to release one by one.
+        self._instances = moved
+
     # -- instance lifetime -------------------------------------------------------------------
-    def _arm_idle(self, state: _Instance) -> None:
+    def _arm_idle(self, state: InstanceState) -> None:
         self._disarm_idle(state)
         if self._draining:
             # Shutting down: close() releases everything, no clock needed.
@@ -229,18 +243,18 @@ class Hub:
         state.idle_timer = loop.call_later(self._config.idle_instance_s, self._expire, state)
 
     @staticmethod
-    def _disarm_idle(state: _Instance) -> None:
+    def _disarm_idle(state: InstanceState) -> None:
         if state.idle_timer is not None:
             state.idle_timer.cancel()
             state.idle_timer = None
 
-    def _expire(self, state: _Instance) -> None:
+    def _expire(self, state: InstanceState) -> None:
         state.idle_timer = None
         if state.readers or self._instances.get(state.handle.id) is not state:
             return
         self._drop(state)
 
-    def _drop(self, state: _Instance) -> None:
+    def _drop(self, state: InstanceState) -> None:
         self._disarm_idle(state)
         for stream_id in state.streams:
             self._streams.pop(stream_id, None)

@@ -113,6 +113,11 @@ class Keyspace:
         """String (with TTL): the registry record of one SSE stream id (resource, params, host)."""
         return self.prefix + "stream:" + _check_id("stream id", stream_id)
 
+    def placement(self, instance: str) -> str:
+        """String (with TTL): the node hosting the resource instance with digest `instance` —
+        the proxy's hint for sending identical `(resource, params)` streams to one follower."""
+        return self.prefix + "placement:" + _check_id("instance digest", instance)
+
 
 #: Field of a snapshot hash holding the encoded codec.SnapshotManifest.
 MANIFEST_FIELD: Final = "manifest"

@@ -28,20 +28,32 @@ class NodeRecord:
     started_ms: int
     ready: bool
     url: str | None = None
+    #: Load and intake, for the proxy's routing. Optional in the encoding: a field at its
+    #: default is omitted, so records of nodes that do not report them read the same.
+    #: `streams`: stream ids the node holds; `capacity`: how many it accepts (None: no bound);
+    #: `draining`: shutting down, takes no new streams or readers.
+    streams: int = 0
+    capacity: int | None = None
+    draining: bool = False
 
     def encode(self) -> bytes:
-        return dumps(
-            {
-                "node_id": self.node_id,
-                "role": self.role,
-                "epoch": self.epoch,
-                "applied": self.applied,
-                "ts_ms": self.ts_ms,
-                "started_ms": self.started_ms,
-                "ready": self.ready,
-                "url": self.url,
-            }
-        )
+        fields: dict[str, object] = {
+            "node_id": self.node_id,
+            "role": self.role,
+            "epoch": self.epoch,
+            "applied": self.applied,
+            "ts_ms": self.ts_ms,
+            "started_ms": self.started_ms,
+            "ready": self.ready,
+            "url": self.url,
+        }
+        if self.streams:
+            fields["streams"] = self.streams
+        if self.capacity is not None:
+            fields["capacity"] = self.capacity
+        if self.draining:
+            fields["draining"] = True
+        return dumps(fields)
 
     @classmethod
     def decode(cls, data: bytes) -> NodeRecord:
@@ -59,6 +71,9 @@ class NodeRecord:
                 started_ms=_typed(raw["started_ms"], int),
                 ready=_typed(raw["ready"], bool),
                 url=None if raw.get("url") is None else _typed(raw["url"], str),
+                streams=_typed(raw.get("streams", 0), int),
+                capacity=None if raw.get("capacity") is None else _typed(raw["capacity"], int),
+                draining=_typed(raw.get("draining", False), bool),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise CodecError(f"not a node record: {err}") from err

@@ -98,6 +98,18 @@ class Subscription:
         self._wake.set()
         return True
 
+    def restart(self, first: bytes, run: str) -> None:
+        """Replace everything pending with `first` (a fresh init of run `run`): the hub began a
+        new run, and nothing queued from the old one may follow the reader there."""
+        if self.close_reason is not None:
+            return
+        self._run = run
+        self._first = first
+        self._queue.clear()
+        self._merged = None
+        self._lag = 0
+        self._wake.set()
+
     def close(self, reason: str) -> None:
         """End the subscription; the reader's next `next_chunk` returns None."""
         if self.close_reason is None:

@@ -130,7 +130,11 @@ def unkey(h: HKey) -> Json:
     assert isinstance(h, tuple)
     if h and h[0] is OBJECT_MARK:
         return {h[i]: unkey(h[i + 1]) for i in range(1, len(h), 2)}
-    return [unkey(x) for x in h]
+    # Arrays of strings and numbers (composite keys like [-score, id]) are the common case.
+    return [x if type(x) in _PLAIN else unkey(x) for x in h]
+
+
+_PLAIN: Final = frozenset((str, int, float))
 
 
 def sort_key(h: HKey) -> tuple[Any, ...]:
@@ -150,7 +154,7 @@ def sort_key(h: HKey) -> tuple[Any, ...]:
     if h and h[0] is OBJECT_MARK:
         # Objects compare by their sorted (name, value) pairs, pair by pair.
         return (_OBJ, tuple((h[i], sort_key(h[i + 1])) for i in range(1, len(h), 2)))
-    return (_ARR, tuple(sort_key(x) for x in h))
+    return (_ARR, tuple([sort_key(x) for x in h]))
 
 
 def json_sort_key(key: Json) -> tuple[Any, ...]:

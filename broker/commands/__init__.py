@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Protocol
 
-from broker.commands import serve
+from broker.commands import follower, inspect, serve
 
 
 class Command(Protocol):
@@ -22,6 +22,6 @@ class Command(Protocol):
         """Do the work; return the exit status. Raise BrokerError for a clean failure."""
 
 
-COMMANDS: tuple[Command, ...] = (serve.COMMAND,)
+COMMANDS: tuple[Command, ...] = (serve.COMMAND, follower.COMMAND, inspect.COMMAND)
 
 __all__ = ["COMMANDS", "Command"]

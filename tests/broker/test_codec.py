@@ -184,6 +184,18 @@ def test_node_record_table() -> None:
     assert NodeRecord.decode(NODE.encode()) == NODE
 
 
+def test_node_record_load_fields_are_optional() -> None:
+    loaded = dataclasses.replace(NODE, streams=12, capacity=500, draining=True)
+    assert loaded.encode() == NODE.encode()[:-1] + (
+        b',"streams":12,"capacity":500,"draining":true}'
+    )
+    assert NodeRecord.decode(loaded.encode()) == loaded
+    # A record without them (an older node) reads as no streams, no bound, not draining.
+    assert NodeRecord.decode(NODE.encode()).streams == 0
+    with pytest.raises(CodecError):
+        NodeRecord.decode(loaded.encode().replace(b'"draining":true', b'"draining":1'))
+
+
 @pytest.mark.parametrize(
     "bad",
     [

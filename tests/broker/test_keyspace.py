@@ -32,6 +32,7 @@ KS = Keyspace("hn")
         (KS.idempotency("a}{b"), "skiff:{hn}:idem:a}{b"),
         (KS.node("follower-0"), "skiff:{hn}:node:follower-0"),
         (KS.stream("5f0c"), "skiff:{hn}:stream:5f0c"),
+        (KS.placement("9a8b"), "skiff:{hn}:placement:9a8b"),
         (KS.pattern, "skiff:{hn}:*"),
         (Keyspace("a_b-c.d").prefix, "skiff:{a_b-c.d}:"),
     ],
@@ -58,6 +59,7 @@ def test_every_key_shares_the_service_hash_tag() -> None:
         KS.idempotency("{x}"),
         KS.node("n"),
         KS.stream("s"),
+        KS.placement("p"),
     ]
     assert {_hash_tag(key) for key in keys} == {"hn"}
 

@@ -1,0 +1,98 @@
+"""ProxyConfig: the settings of one proxy process, validated once on construction."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker.keyspace import Keyspace, KeyspaceError
+from proxy.errors import ProxyConfigError
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """How a proxy reaches its cluster and serves clients.
+
+    `service` names the keyspace (`skiff:{service}:...`); None lets `skiff proxy` discover the
+    only service present in Redis. `control_token` is never part of the repr, so logging a
+    config never leaks it. `cors_origins` empty means no CORS headers at all.
+    """
+
+    redis_url: str
+    service: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    control_token: str | None = field(default=None, repr=False)
+    max_body_bytes: int = MIB
+    cors_origins: tuple[str, ...] = ()
+    #: How often membership (the nodes index, their records and the lease) is re-read.
+    poll_interval_s: float = 0.25
+    #: Lifetime of a stream's registry record without a client connected through a proxy.
+    stream_ttl_s: float = 60.0
+    connect_timeout_s: float = 2.0
+    request_timeout_s: float = 10.0
+    #: How long a write waits for a new leader before its one retry (takeover takes <= 5 s).
+    leader_wait_s: float = 6.0
+    shutdown_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            # Not echoed: the URL may carry a password.
+            raise ProxyConfigError("the Redis URL must start with redis://, rediss:// or unix://")
+        if self.service is not None:
+            try:
+                Keyspace(self.service)
+            except KeyspaceError as err:
+                raise ProxyConfigError(str(err)) from err
+        if not self.host:
+            raise ProxyConfigError("host must not be empty")
+        if isinstance(self.port, bool) or not 0 <= self.port <= 65535:
+            raise ProxyConfigError(f"port must be in 0..65535, got {self.port!r}")
+        if self.control_token is not None and not self.control_token.strip():
+            raise ProxyConfigError("control_token must not be blank")
+        if isinstance(self.max_body_bytes, bool) or self.max_body_bytes < 1:
+            raise ProxyConfigError(f"max_body_bytes must be >= 1, got {self.max_body_bytes!r}")
+        for origin in self.cors_origins:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ProxyConfigError(f"a CORS origin is * or http(s)://host, got {origin!r}")
+        for name in (
+            "poll_interval_s",
+            "stream_ttl_s",
+            "connect_timeout_s",
+            "request_timeout_s",
+            "leader_wait_s",
+        ):
+            _check_positive(name, getattr(self, name))
+        _check_positive("shutdown_timeout_s", self.shutdown_timeout_s, allow_zero=True)
+        if self.stream_ttl_s < 3 * self.poll_interval_s:
+            raise ProxyConfigError("stream_ttl_s must be at least 3 poll intervals")
+
+    @property
+    def stream_ttl_ms(self) -> int:
+        return math.ceil(self.stream_ttl_s * 1000)
+
+    @classmethod
+    def from_env(
+        cls, redis_url: str, environ: Mapping[str, str] | None = None, **options: Any
+    ) -> ProxyConfig:
+        """A config whose secrets and deployment settings come from the environment:
+        `SKIFF_CONTROL_TOKEN` (never from the command line, where `ps` would show it) and
+        `SKIFF_CORS_ORIGINS` (comma-separated), unless `options` sets the latter."""
+        env = os.environ if environ is None else environ
+        token = env.get("SKIFF_CONTROL_TOKEN") or None
+        if "cors_origins" not in options:
+            raw = env.get("SKIFF_CORS_ORIGINS", "")
+            options["cors_origins"] = tuple(o.strip() for o in raw.split(",") if o.strip())
+        return cls(redis_url=redis_url, control_token=token, **options)
+
+
+def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ProxyConfigError(f"{name} must be a finite number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ProxyConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
