@@ -32,6 +32,31 @@ class Top(Resource):
         return collections["ranked"].take(self.limit)
 
 
+class PassThrough(Mapper):
+    """1:1, re-using the value objects: a second materialised collection costs only the
+    engine's own structures."""
+
+    def map_entry(self, key: Any, values: Values) -> Iterator[tuple[Any, Any]]:
+        for v in values:
+            yield key, v
+
+
+def chain_service(keys: int) -> Service:
+    """input -> map (1:1) -> take(10): two collections of `keys` keys each."""
+
+    def create(
+        inputs: Mapping[str, EagerCollection], context: Context
+    ) -> dict[str, EagerCollection]:
+        return {"ranked": inputs["events"].map(PassThrough)}
+
+    return Service(
+        name="chain",
+        inputs={"events": [wide_entry(i) for i in range(keys)]},
+        resources={"top": Top},
+        create_graph=create,
+    )
+
+
 def create_wide_graph(
     inputs: Mapping[str, EagerCollection], context: Context
 ) -> dict[str, EagerCollection]:

@@ -154,7 +154,7 @@ class Leadership:
             pending.abort()
             self.needs_sync = True
             self._redis_failed(err)
-            raise ApiError(503, f"redis unreachable: the write was not acknowledged ({err})") from err
+            raise ApiError(503, f"redis unreachable, write not acknowledged: {err}") from err
         except BaseException:
             # Cancelled mid-append: it may have landed.
             pending.abort()
@@ -308,6 +308,12 @@ class Leadership:
             raise ApiError(503, f"redis unreachable: {err}") from err
         except LeadershipLost as err:
             raise ApiError(503, f"not the leader any more: {err}") from err
+        except FencedError as err:
+            self.lease_trouble(f"lost the lease ({err})")
+            raise ApiError(503, "not the leader any more (lost the lease)") from err
+        except BrokerError as err:
+            self.needs_sync = True
+            raise ApiError(503, f"cannot write now: {err}") from err
 
     def ready(self) -> tuple[bool, str]:
         if self.lost is not None:

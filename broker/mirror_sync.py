@@ -171,8 +171,9 @@ class MirrorSync:
         hub = self.hub
         if hub is not None and meta.epoch == self.epoch and meta.snapshot <= self.applied:
             # No snapshot is newer than what we hold: the stream from `applied` is the way on.
+            # Not ready until a read from it succeeds.
             self._resync_wanted = False
-            self._enter("tailing", "ok")
+            self._enter("loading", "resync: no newer snapshot, reading the stream again")
             return
         self._enter("loading", "loading a snapshot")
         snap = await read_mirror_snapshot(self._redis, self._keys, meta)

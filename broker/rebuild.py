@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Final
+from typing import Any, Final
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
@@ -41,7 +41,9 @@ async def read_input_log(
     start = f"({stream_id_of(after)}" if after >= 1 else "-"
     while True:
         try:
-            page = await redis.xrange(keyspace.inputs, start, stream_id_of(upto), count=_PAGE)
+            page: Any = await redis.xrange(
+                keyspace.inputs, start, stream_id_of(upto), count=_PAGE
+            )
         except redis_errors.RedisError as err:
             raise RedisCallError.wrap("reading the input log", err) from err
         for entry_id, fields in page:

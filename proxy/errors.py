@@ -20,12 +20,16 @@ class NoNodeError(ProxyError):
 
 
 class NodeUnavailableError(ProxyError):
-    """A registered node could not be reached, timed out, or answered 503."""
+    """A registered node could not be reached or failed mid-request.
 
-    def __init__(self, node_id: str, reason: str) -> None:
+    `reached`: the request may have arrived (it failed after connecting), so a write may have
+    been applied; only an idempotent request is safe to repeat then."""
+
+    def __init__(self, node_id: str, reason: str, *, reached: bool = False) -> None:
         super().__init__(f"node {node_id} unavailable: {reason}")
         self.node_id = node_id
         self.reason = reason
+        self.reached = reached
 
 
 class HttpError(ProxyError):

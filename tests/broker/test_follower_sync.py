@@ -155,7 +155,8 @@ async def test_join_under_load_applies_every_version_once(
             await asyncio.sleep(0)
 
     writer = asyncio.create_task(load())
-    await asyncio.sleep(0.02)
+    # Join mid-way: after a snapshot, with writes going on.
+    await _until(lambda: leader.snapshot > 0)
     hub = await sync.bootstrap()
     start = hub.engine.version
     seen = record_versions(hub)

@@ -1,0 +1,212 @@
+"""Campaigning for the leader lease, and keeping it.
+
+A candidate polls `LeaderLease.acquire` about four times per TTL. Once it wins, it takes office
+(a new keyspace, or a rebuild from snapshot + input log) while a background task keeps renewing
+the lease, since a rebuild may outlast one TTL. A leader renews about three times per TTL and,
+after each renewal, checks that the keyspace is still its own (meta epoch and head).
+
+When a renewal is refused, the leader stops writing at once and looks at the lease: held by
+another node -> its state is not authoritative any more and it steps down; held by nobody (it
+expired during a pause or an outage, or Redis lost its data) -> it takes the lease again and
+reconciles, which republishes the state under a new epoch when Redis lost it.
+
+A candidate that finds no keyspace does not create one at once: after a FLUSHALL the live
+leader must republish its state first, not be beaten by a standby starting from scratch. It
+waits `fresh_start_grace_s` and as long as another node's heartbeat says it leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis import exceptions as redis_errors
+
+from broker.codec import CodecError, LeaseRecord
+from broker.errors import BrokerError
+from broker.fenced import read_meta
+from broker.leader import Leadership, LeadershipLost
+from broker.leader_config import LeaderContext
+from broker.lease import LeaderLease, LeaseHolder
+from broker.node_record import NodeRecord
+from broker.scripts import RedisCallError
+
+logger = logging.getLogger("skiff.broker")
+
+
+class LeaseLostError(BrokerError):
+    """The lease was renewed in vain while taking office."""
+
+
+@dataclass
+class CandidateStatus:
+    """What a candidate reports while it does not lead."""
+
+    state: str = "standby"
+    redis_ok: bool = True
+    holder: LeaseRecord | None = None
+
+
+class Backoff:
+    """Capped exponential delays: 0.1 s, 0.2 s, ... up to `cap`."""
+
+    def __init__(self, first: float = 0.1, cap: float = 2.0) -> None:
+        self._first = first
+        self._cap = cap
+        self._next = first
+
+    def next(self) -> float:
+        delay, self._next = self._next, min(self._next * 2, self._cap)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self._first
+
+
+async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateStatus) -> Leadership:
+    """Campaign until this candidate holds the lease and its state (runs until cancelled)."""
+    config = ctx.config
+    backoff = Backoff(cap=config.acquire_interval_s * 2)
+    missing_since: float | None = None
+    while True:
+        try:
+            meta = await read_meta(ctx.redis, ctx.keyspace)
+            if meta is None:
+                now = time.monotonic()
+                missing_since = missing_since or now
+                waiting = now - missing_since < config.fresh_start_grace_s
+                if waiting or await _leader_alive_elsewhere(ctx):
+                    status.redis_ok = True
+                    await asyncio.sleep(config.acquire_interval_s)
+                    continue
+            else:
+                missing_since = None
+            won = await lease.acquire()
+            status.redis_ok = True
+            backoff.reset()
+        except RedisCallError as err:
+            ctx.metrics.redis_errors.inc()
+            status.redis_ok = False
+            logger.debug("campaign of %s: %s", config.node_id, err)
+            await asyncio.sleep(backoff.next())
+            continue
+        if isinstance(won, LeaseHolder):
+            status.holder = won.record
+            await asyncio.sleep(config.acquire_interval_s)
+            continue
+        status.state, status.holder = "taking office", won
+        try:
+            return await _take_office(ctx, lease, won)
+        except BrokerError as err:
+            # RebuildError, LeaseLostError, LeadershipLost, RedisCallError, FencedError, ...
+            logger.warning("%s could not take office: %s", config.node_id, err)
+            await _release(lease, won)
+        except BaseException:
+            await _release(lease, won)
+            raise
+        finally:
+            status.state = "standby"
+        await asyncio.sleep(config.acquire_interval_s)
+
+
+async def keep_lease(ctx: LeaderContext, lead: Leadership, lease: LeaderLease) -> str:
+    """Renew the lease of `lead` until it must step down; returns why."""
+    config = ctx.config
+    backoff = Backoff(first=0.05, cap=config.renew_interval_s)
+    last_renewal = time.monotonic()
+    delay = config.renew_interval_s
+    while lead.lost is None:
+        try:
+            await asyncio.wait_for(lead.trouble.wait(), timeout=delay)
+        except TimeoutError:
+            pass
+        lead.trouble.clear()
+        if lead.lost is not None:
+            break
+        try:
+            if await lease.renew(lead.writer.lease):
+                last_renewal = time.monotonic()
+                lead.redis_up()
+                if lead.writable and not lead.needs_sync:
+                    await lead.check_meta()
+                else:
+                    await lead.resume(lead.writer.lease)
+            else:
+                lead.lease_trouble("the lease was not renewed")
+                holder = await lease.current()
+                won = await lease.acquire() if holder is None else holder
+                if isinstance(won, LeaseHolder):
+                    lead.lose(f"the lease is held by {won.record.holder}")
+                    break
+                logger.info("%s took the lease again (term %d)", config.node_id, won.token)
+                await lead.resume(won)
+                last_renewal = time.monotonic()
+            backoff.reset()
+            delay = config.renew_interval_s
+        except RedisCallError as err:
+            ctx.metrics.redis_errors.inc()
+            lead.redis_ok = False
+            if time.monotonic() - last_renewal > config.lease_ttl_s:
+                lead.lease_trouble("the lease expired while Redis was unreachable")
+            delay = backoff.next()
+            logger.debug("renewal of %s failed: %s", config.node_id, err)
+        except LeadershipLost:
+            break
+        except BrokerError as err:
+            # FencedError (the lease moved under a republish), a snapshot that expired, ...
+            lead.lease_trouble(str(err))
+            delay = backoff.next()
+    return lead.lost or "stepped down"
+
+
+async def _take_office(ctx: LeaderContext, lease: LeaderLease, record: LeaseRecord) -> Leadership:
+    renewer = asyncio.create_task(_renew_forever(lease, record, ctx.config.renew_interval_s))
+    office = asyncio.create_task(Leadership.take_office(ctx, record))
+    try:
+        await asyncio.wait({renewer, office}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (renewer, office):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(renewer, office, return_exceptions=True)
+    if office.cancelled():
+        renewer.result()  # raises what stopped the renewals
+        raise LeaseLostError("the lease was lost while taking office")
+    return office.result()
+
+
+async def _renew_forever(lease: LeaderLease, record: LeaseRecord, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        if not await lease.renew(record):
+            raise LeaseLostError("the lease was lost while taking office")
+
+
+async def _release(lease: LeaderLease, record: LeaseRecord) -> None:
+    try:
+        await lease.release(record)
+    except RedisCallError as err:
+        logger.debug("releasing the lease failed: %s", err)
+
+
+async def _leader_alive_elsewhere(ctx: LeaderContext) -> bool:
+    """Whether another node's heartbeat says it leads (it holds state Redis may have lost)."""
+    keys = ctx.keyspace
+    try:
+        ids: list[Any] = await ctx.redis.zrange(keys.nodes, 0, -1)
+        others = [i.decode() for i in ids if i.decode() != ctx.config.node_id]
+        raw: list[Any] = await ctx.redis.mget([keys.node(i) for i in others]) if others else []
+    except redis_errors.RedisError as err:
+        raise RedisCallError.wrap("reading node records", err) from err
+    for item in raw:
+        if item is None:
+            continue
+        try:
+            if NodeRecord.decode(item).role == "leader":
+                return True
+        except CodecError:
+            continue
+    return False

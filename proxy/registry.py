@@ -1,0 +1,158 @@
+"""StreamRegistry: where each proxied stream lives, kept in Redis so any proxy can re-home it.
+
+`stream:<id>` holds a StreamRecord (JSON: resource, params, node, created_ms) with a PX expiry:
+a stream lives, behind the proxy, as long as its record. Every proxy relaying a GET of the
+stream refreshes the expiry, so a connected stream never lapses; one nobody reads for
+`ttl` is forgotten like an idle stream on a node.
+
+`placement:<digest>` maps a `(resource, params)` instance to the node that last received a
+stream of it: a hint that lets identical streams share one instance on one follower.
+
+Moving a stream to another node is a compare-and-set on the exact record bytes, so two proxies
+re-homing the same stream at once agree on one new node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from broker.codec import CodecError, loads
+from broker.json_bytes import dumps
+from broker.keyspace import Keyspace
+from proxy.errors import ProxyError
+
+Json = Any
+
+# KEYS[1] = stream key; ARGV = expected record, new record, ttl ms.
+# Returns 1 when swapped, else the record that is there now (nil when it expired).
+_MOVE: Final = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return current
+"""
+
+
+class RegistryError(ProxyError):
+    """Redis failed or held something that is not a stream record."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """One proxied stream: the instance it subscribes to and the node hosting it now."""
+
+    resource: str
+    params: Json
+    node_id: str
+    created_ms: int
+
+    def encode(self) -> bytes:
+        return dumps(
+            {
+                "resource": self.resource,
+                "params": self.params,
+                "node": self.node_id,
+                "created_ms": self.created_ms,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> StreamRecord:
+        raw = loads(data)
+        try:
+            resource, node, created = raw["resource"], raw["node"], raw["created_ms"]
+            if not isinstance(resource, str) or not isinstance(node, str):
+                raise TypeError("resource and node must be strings")
+            if not isinstance(created, int) or isinstance(created, bool):
+                raise TypeError("created_ms must be an integer")
+            return cls(resource, raw["params"], node, created)
+        except (KeyError, TypeError) as err:
+            raise CodecError(f"not a stream record: {err}") from err
+
+    def moved_to(self, node_id: str) -> StreamRecord:
+        return replace(self, node_id=node_id)
+
+
+def instance_digest(resource: str, params: Json) -> str:
+    """A name for the instance of `(resource, params)`: equal JSON, equal digest."""
+    canonical = dumps([resource, _sorted(params)])
+    return hashlib.blake2b(canonical, digest_size=12).hexdigest()
+
+
+def _sorted(value: Json) -> Json:
+    # Object members in a canonical order (orjson's OPT_SORT_KEYS refuses non-str keys, and
+    # params come from JSON, so every key is a str anyway).
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+class StreamRegistry:
+    def __init__(self, redis: Redis, keyspace: Keyspace, ttl_ms: int) -> None:
+        if ttl_ms < 1:
+            raise ValueError(f"registry ttl must be >= 1 ms, got {ttl_ms}")
+        self._redis = redis
+        self._keys = keyspace
+        self.ttl_ms = ttl_ms
+        self._move = redis.register_script(_MOVE)
+
+    async def get(self, stream_id: str) -> StreamRecord | None:
+        raw = await self._call(self._redis.get(self._keys.stream(stream_id)))
+        return None if raw is None else _decode(raw)
+
+    async def put(self, stream_id: str, record: StreamRecord, placement: str | None) -> None:
+        """Register a new stream (and, with `placement`, remember where its instance lives)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._keys.stream(stream_id), record.encode(), px=self.ttl_ms)
+            if placement is not None:
+                pipe.set(self._keys.placement(placement), record.node_id, px=self.ttl_ms)
+            await self._call(pipe.execute())
+
+    async def touch(self, stream_id: str) -> bool:
+        """Extend a stream's life (a client is connected); False when it already lapsed."""
+        return bool(await self._call(self._redis.pexpire(self._keys.stream(stream_id), self.ttl_ms)))
+
+    async def delete(self, stream_id: str) -> bool:
+        return bool(await self._call(self._redis.delete(self._keys.stream(stream_id))))
+
+    async def move(self, stream_id: str, record: StreamRecord, node_id: str) -> StreamRecord | None:
+        """Re-home: set the stream's node to `node_id` if its record is still `record`.
+
+        Returns the record in force afterwards: ours, or the one another proxy wrote first
+        (None if the stream lapsed meanwhile)."""
+        moved = record.moved_to(node_id)
+        reply = await self._call(
+            self._move(
+                keys=[self._keys.stream(stream_id)],
+                args=[record.encode(), moved.encode(), self.ttl_ms],
+            )
+        )
+        if reply == 1:
+            return moved
+        return None if reply is None else _decode(reply)
+
+    async def placement(self, digest: str) -> str | None:
+        raw = await self._call(self._redis.get(self._keys.placement(digest)))
+        return None if raw is None else bytes(raw).decode(errors="replace")
+
+    async def _call(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except (redis_errors.RedisError, OSError) as err:
+            raise RegistryError(f"stream registry unavailable: {err}") from err
+
+
+def _decode(raw: bytes) -> StreamRecord:
+    try:
+        return StreamRecord.decode(raw)
+    except CodecError as err:
+        raise RegistryError(str(err)) from err

@@ -1,0 +1,132 @@
+"""Upstream: the proxy's HTTP client to registered nodes.
+
+Every URL it requests is built from a node's own record (`NodeRecord.url`) and a path the proxy
+composes with each client-supplied segment percent-encoded: nothing a client sends can point the
+proxy at another host. Requests carry the proxy's control token (when one is configured) in
+place of whatever Authorization the client sent: the proxy checked the client's already, and
+nodes require the token for proxy-chosen stream ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import quote
+
+import httpx
+
+from broker.node_record import NodeRecord
+from proxy.errors import NodeUnavailableError
+
+#: The header by which the proxy tells a node which id to give a stream it creates.
+STREAM_ID_HEADER: Final = "X-Skiff-Stream-Id"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A node's complete answer to a control request."""
+
+    status: int
+    body: bytes
+    content_type: str | None
+
+
+def segment(value: str) -> str:
+    """A client-supplied path segment, encoded so it stays one segment."""
+    return quote(value, safe="")
+
+
+class Upstream:
+    def __init__(
+        self,
+        *,
+        token: str | None,
+        connect_timeout_s: float,
+        request_timeout_s: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
+        # A stream waits for events as long as they take; only connecting is bounded.
+        self._stream_timeout = httpx.Timeout(
+            None, connect=connect_timeout_s, pool=connect_timeout_s
+        )
+        self._http = httpx.AsyncClient(
+            # No pool bound: every relayed SSE stream holds one connection for its lifetime.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            timeout=self._timeout,
+            transport=transport,
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(
+        self,
+        node: NodeRecord,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """Send one request and read the whole reply. Raises NodeUnavailableError when the node
+        cannot be reached or fails mid-request; any HTTP status is returned as a Reply."""
+        request = self._http.build_request(
+            method, _url(node, path), content=content, headers=self._headers(headers)
+        )
+        try:
+            response = await self._http.send(request)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as err:
+            raise NodeUnavailableError(node.node_id, _reason(err)) from err
+        except httpx.TransportError as err:
+            raise NodeUnavailableError(node.node_id, _reason(err), reached=True) from err
+        return Reply(response.status_code, response.content, response.headers.get("content-type"))
+
+    async def create_stream(
+        self, node: NodeRecord, resource: str, params: bytes, stream_id: str
+    ) -> Reply:
+        """`POST /v1/streams/{resource}` asking the node to use `stream_id` (idempotent: the
+        node answers 201 again when it holds that id on the same instance already)."""
+        return await self.request(
+            node,
+            "POST",
+            f"/v1/streams/{segment(resource)}",
+            content=params,
+            headers={"Content-Type": "application/json", STREAM_ID_HEADER: stream_id},
+        )
+
+    async def open_stream(
+        self, node: NodeRecord, stream_id: str, last_event_id: str | None
+    ) -> httpx.Response:
+        """Start `GET /v1/streams/{id}`; the caller reads or closes the response (any status)."""
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        request = self._http.build_request(
+            "GET",
+            _url(node, f"/v1/streams/{segment(stream_id)}"),
+            headers=self._headers(headers),
+            timeout=self._stream_timeout,
+        )
+        try:
+            return await self._http.send(request, stream=True)
+        except httpx.TransportError as err:
+            # No byte of a stream was relayed yet: safe to try another node.
+            raise NodeUnavailableError(node.node_id, _reason(err)) from err
+
+    def _headers(self, headers: Mapping[str, str] | None) -> dict[str, str]:
+        return {**(headers or {}), **self._auth}
+
+
+def _url(node: NodeRecord, path: str) -> str:
+    if node.url is None:
+        raise NodeUnavailableError(node.node_id, "it advertises no URL")
+    return node.url.rstrip("/") + path
+
+
+def _reason(err: httpx.TransportError) -> str:
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__

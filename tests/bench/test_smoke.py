@@ -1,0 +1,26 @@
+"""Tiny runs of the benchmarks, so they keep working; the figures come from `make bench`."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import graph_bench, http_bench
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(autouse=True)
+def _results_in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    monkeypatch.setattr("bench.report.RESULTS", tmp_path)
+
+
+def test_graph_bench_runs_and_reports_a_speedup() -> None:
+    result = graph_bench.main(["--keys", "3000", "--writes", "30"])
+    assert result["speedup"] > 1
+    assert 0 < result["memory"]["overhead_per_key_per_collection"] < 10_000
+
+
+def test_http_bench_runs_against_a_real_server() -> None:
+    result = http_bench.main(["--keys", "2000", "--writes", "20", "--seconds", "1"])
+    assert result["latency_p50_ms"] > 0
+    assert result["throughput_keys_per_s"] > 0
