@@ -3,8 +3,10 @@
 Error mapping (every 4xx body is `{"error": "<message>"}`):
 - 400: malformed JSON, a PATCH body that is not a list of `[key, [values]]` entries, keys or
   values that are not JSON, JSON nested too deeply to key on, params a resource rejects.
-- 401: a write or delete without the configured control token.
+- 401: a write, a delete, a stream creation naming its id, or an admin request without the
+  configured control token.
 - 404: unknown collection, resource, stream id or route.
+- 409: `X-Skiff-Stream-Id` names an existing stream of another resource instance.
 - 406: `GET /v1/streams/{id}` without `Accept: text/event-stream`.
 - 413: a body over `max_body_bytes`.
 - 422: the request was well formed but user code (a mapper, reducer or lazy compute) raised on
@@ -15,9 +17,9 @@ Error mapping (every 4xx body is `{"error": "<message>"}`):
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+import re
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -27,9 +29,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from broker.auth import bearer_matches
 from broker.bodies import read_json
 from broker.config import ServeConfig
-from broker.errors import ApiError, DrainingError, UnknownStreamError
+from broker.errors import ApiError, DrainingError, StreamIdConflictError, UnknownStreamError
 from broker.hub import Hub
 from broker.json_bytes import dumps
 from broker.role import LocalRole, NodeRole
@@ -61,22 +64,34 @@ _STATUS: dict[type[Exception], int] = {
     KeyLookupError: 422,
     CycleError: 422,
     DrainingError: 503,
+    StreamIdConflictError: 409,
 }
+
+#: Header by which the proxy creates a stream under an id of its choosing (see proxy/streams.py).
+STREAM_ID_HEADER = "X-Skiff-Stream-Id"
+_CHOSEN_STREAM_ID = re.compile(r"[A-Za-z0-9_.\-]{16,200}")
 
 
 def create_app(
-    hub: Hub, config: ServeConfig, *, role: Role = "all", node: NodeRole | None = None
+    hub: Hub,
+    config: ServeConfig,
+    *,
+    role: Role = "all",
+    node: NodeRole | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The routes `role` serves: `control` and `streaming` are the two halves of a split node.
 
     `node` decides how writes are carried out and when the node is ready (a single node by
-    default; broker.leader and broker.follower provide theirs)."""
+    default; broker.leader and broker.follower provide theirs). `extra_routes`: the serving
+    layer's own (e.g. the drain route)."""
     node = node or LocalRole(hub)
     endpoints = _Endpoints(hub, config, node)
     routes: list[BaseRoute] = [
         Route("/healthz", endpoints.health, methods=["GET"]),
         Route("/v1/healthcheck", endpoints.health, methods=["GET"]),
         *node.routes(),
+        *extra_routes,
     ]
     if role in ("all", "streaming"):
         routes.append(Route("/v1/streams/{stream_id}", endpoints.open_stream, methods=["GET"]))
@@ -129,9 +144,18 @@ class _Endpoints:
         return JSONResponse({"version": version})
 
     async def create_stream(self, request: Request) -> Response:
+        chosen = request.headers.get(STREAM_ID_HEADER)
+        if chosen is not None:
+            # The proxy names the streams it re-homes (the id outlives its first node); naming
+            # is a control operation, and an id must fit URL paths and Redis keys.
+            self._authorize(request)
+            if not _CHOSEN_STREAM_ID.fullmatch(chosen):
+                raise ApiError(400, f"malformed {STREAM_ID_HEADER} header")
         params = await read_json(request, self._config.max_body_bytes, empty={})
         with _nesting_guard():
-            stream_id = self._hub.create_stream(request.path_params["resource"], params)
+            stream_id = self._hub.create_stream(
+                request.path_params["resource"], params, stream_id=chosen
+            )
         return PlainTextResponse(stream_id, status_code=201)
 
     async def delete_stream(self, request: Request) -> Response:
@@ -166,8 +190,7 @@ class _Endpoints:
     def _authorize(self, request: Request) -> None:
         if self._token is None:
             return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), self._token):
+        if not bearer_matches(request.headers.get("authorization", ""), self._token):
             raise ApiError(401, "missing or invalid control token")
 
 

@@ -77,10 +77,10 @@ async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateSt
             if meta is None:
                 now = time.monotonic()
                 missing_since = missing_since or now
-                waiting = now - missing_since < config.fresh_start_grace_s
-                if waiting or await _leader_alive_elsewhere(ctx):
+                remaining = missing_since + config.fresh_start_grace_s - now
+                if remaining > 0 or await _leader_alive_elsewhere(ctx):
                     status.redis_ok = True
-                    await asyncio.sleep(config.acquire_interval_s)
+                    await asyncio.sleep(min(config.acquire_interval_s, max(remaining, 0.05)))
                     continue
             else:
                 missing_since = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from broker.errors import ConfigError
 
@@ -35,7 +35,11 @@ class ServeConfig:
     max_lag_updates: int = 1024
     send_timeout_s: float = 10.0
     shutdown_timeout_s: float = 5.0
-    control_token: str | None = None
+    # Out of the repr: a logged config must not leak the token.
+    control_token: str | None = field(default=None, repr=False)
+    #: SIGTERM / POST /v1/admin/drain: connected streams are ended spread over this many
+    #: seconds before the node exits (broker/drain.py).
+    drain_window_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -50,6 +54,7 @@ class ServeConfig:
         _check_positive("idle_instance_s", self.idle_instance_s, allow_zero=True)
         _check_positive("send_timeout_s", self.send_timeout_s)
         _check_positive("shutdown_timeout_s", self.shutdown_timeout_s, allow_zero=True)
+        _check_positive("drain_window_s", self.drain_window_s, allow_zero=True)
         _check_count("max_body_bytes", self.max_body_bytes)
         _check_count("history_versions", self.history_versions, allow_zero=True)
         _check_count("max_pending_updates", self.max_pending_updates)

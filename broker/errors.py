@@ -19,6 +19,10 @@ class UnknownStreamError(BrokerError, LookupError):
     """No stream has this id (never created, deleted, or expired while idle)."""
 
 
+class StreamIdConflictError(BrokerError):
+    """A stream id given at creation already names a stream of another resource instance."""
+
+
 class DrainingError(BrokerError):
     """The node is shutting down and accepts no new streams."""
 

@@ -188,6 +188,8 @@ async def follower_node(
                         started_ms=started_ms,
                         ready=role.ready()[0],
                         url=url,
+                        streams=hub.stream_count,
+                        draining=hub.draining,
                     )
 
                 heartbeat = Heartbeat(

@@ -14,7 +14,6 @@ and retrying with the same Idempotency-Key is safe.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from broker.auth import bearer_matches
 from broker.bodies import read_body
 from broker.codec import CodecError, LeaseRecord
 from broker.config import ServeConfig
@@ -158,10 +158,9 @@ def forwarding_route(
     token = None if config.control_token is None else config.control_token.encode()
 
     async def patch_input(request: Request) -> Response:
-        if token is not None:
-            scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token):
-                raise ApiError(401, "missing or invalid control token")
+        given = request.headers.get("authorization", "")
+        if token is not None and not bearer_matches(given, token):
+            raise ApiError(401, "missing or invalid control token")
         collection = request.path_params["collection"]
         if collection not in input_names:
             raise ApiError(404, f"unknown input collection {collection!r}")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.config import ServeConfig
-from broker.errors import DrainingError, UnknownStreamError
+from broker.errors import DrainingError, StreamIdConflictError, UnknownStreamError
 from broker.instance_state import InstanceState
 from broker.sse import check_run_id, encode_event, parse_event_id
 from broker.subscription import Subscription
@@ -102,22 +102,36 @@ class Hub:
                     self._detach(reader)
 
     # -- streams -----------------------------------------------------------------------------
-    def create_stream(self, resource: str, params: Json) -> str:
+    def create_stream(self, resource: str, params: Json, *, stream_id: str | None = None) -> str:
         """A new stream id on the (shared) instance of `(resource, params)`.
 
-        Raises the engine's UnknownResourceError / ParamsRejectedError, or DrainingError.
+        `stream_id` creates the stream under that id instead of a fresh one (the proxy re-homing
+        a stream from a node that is gone); asking again for an id this hub already holds on the
+        same instance returns it unchanged, so the call is idempotent.
+
+        Raises the engine's UnknownResourceError / ParamsRejectedError, DrainingError, or
+        StreamIdConflictError when `stream_id` names a stream of another instance.
         """
         if self._draining:
             raise DrainingError("the node is shutting down")
         handle = self._engine.instantiate(resource, params)
+        if stream_id is not None and (existing := self._streams.get(stream_id)) is not None:
+            # instantiate() took a reference the existing stream already holds.
+            self._engine.release(handle)
+            if existing.instance.handle.id != handle.id:
+                raise StreamIdConflictError(f"stream {stream_id!r} exists on another instance")
+            if not existing.instance.readers:
+                self._arm_idle(existing.instance)
+            return stream_id
         state = self._instances.get(handle.id)
         if state is None:
             state = InstanceState.new(handle, self._engine.version, self._config.history_versions)
             self._instances[handle.id] = state
         else:
             self._engine.release(handle)
-        # A uuid4 carries 122 random bits: stream ids are capabilities, not guessable names.
-        stream_id = str(uuid.uuid4())
+        if stream_id is None:
+            # A uuid4 carries 122 random bits: stream ids are capabilities, not guessable names.
+            stream_id = str(uuid.uuid4())
         state.streams.add(stream_id)
         self._streams[stream_id] = _Stream(instance=state)
         if not state.readers:
@@ -278,6 +292,15 @@ class Hub:
             self._engine.release(handle)
 
     # -- shutdown ----------------------------------------------------------------------------
+    def stop_intake(self) -> None:
+        """Refuse new streams and readers (503); connected readers carry on until ended one by
+        one (broker.drain spreads that over a window) or by `drain()`."""
+        self._draining = True
+
+    def connected_stream_ids(self) -> list[str]:
+        """The streams that have a connected reader right now."""
+        return [sid for sid, stream in self._streams.items() if stream.reader is not None]
+
     def drain(self) -> None:
         """Refuse new streams and readers, and end every connected reader."""
         self._draining = True

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,15 +26,18 @@ from broker.config import ServeConfig
 from broker.forwarding import LeaderLocator
 from broker.heartbeat import Heartbeat, now_ms
 from broker.hub import Hub
+from broker.keyspace import Keyspace
 from broker.leader import Leadership
-from broker.leader_config import LeaderContext
+from broker.leader_config import LeaderConfig, LeaderContext
 from broker.leader_roles import LeadingRole, StandbyRole
 from broker.lease import LeaderLease, unique_holder
+from broker.metrics import NodeMetrics
 from broker.node_record import NodeRecord
+from broker.redis_conn import connect
 from broker.role import NodeRole
 from broker.scripts import RedisCallError
 from broker.serve import RunningNode, serving
-from graph import Engine
+from graph import Engine, Service
 
 logger = logging.getLogger("skiff.broker")
 
@@ -81,6 +84,10 @@ class LeaderNode:
     def stop(self) -> None:
         """Begin the ordered shutdown (what SIGTERM does); `run` returns when done."""
         self._stopping.set()
+
+    async def wait_stopping(self) -> None:
+        """Until `stop()` is called (or the server ends on a signal)."""
+        await self._stopping.wait()
 
     async def wait_serving(self) -> None:
         """Until the node listens (its `url` is known)."""
@@ -166,7 +173,7 @@ class LeaderNode:
         return False
 
     @contextlib.asynccontextmanager
-    async def _serve(self, hub: Hub, role: NodeRole) -> Any:
+    async def _serve(self, hub: Hub, role: NodeRole) -> AsyncIterator[RunningNode]:
         config = self._config
         if self.url is not None:
             # Later phases listen where the first one did (port 0 chose a free port once).
@@ -228,6 +235,32 @@ def _port(url: str | None) -> int:
     return port
 
 
-async def _drain(coro: Coroutine[Any, Any, Any]) -> None:
-    with contextlib.suppress(Exception):
-        await coro
+@contextlib.asynccontextmanager
+async def leader_node(
+    service: Service,
+    config: ServeConfig,
+    leader_config: LeaderConfig,
+    *,
+    redis_url: str,
+    log_level: str | None = None,
+    access_log: bool = False,
+) -> AsyncIterator[LeaderNode]:
+    """Run a leader candidate of `service` until the block exits; yields once it listens."""
+    redis = connect(redis_url)
+    metrics = NodeMetrics("leader", leader_config.node_id)
+    ctx = LeaderContext(redis, Keyspace(service.name), service, leader_config, metrics)
+    node = LeaderNode(ctx, config, log_level=log_level, access_log=access_log)
+    task = asyncio.create_task(node.run(), name=f"leader {leader_config.node_id}")
+    try:
+        serving_ = asyncio.create_task(node.wait_serving())
+        await asyncio.wait({task, serving_}, return_when=asyncio.FIRST_COMPLETED)
+        serving_.cancel()
+        if task.done():
+            task.result()
+        yield node
+    finally:
+        node.stop()
+        try:
+            await task
+        finally:
+            await redis.aclose()

@@ -9,6 +9,10 @@ connected reader, so SSE responses complete instead of pinning uvicorn's gracefu
 then closes its listeners, asks keep-alive connections to close, waits up to
 `shutdown_timeout_s` for in-flight requests and cancels what remains; finally the hub releases
 every resource instance.
+
+SIGTERM (and `POST /v1/admin/drain`) first drains the node (broker/drain.py): intake stops, the
+connected streams end spread over `drain_window_s`, then the shutdown above runs and the process
+exits 0. SIGINT, or a second SIGTERM, shuts down at once.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import signal
 import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from types import FrameType
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -26,6 +32,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from broker.app import create_app
 from broker.config import ServeConfig
+from broker.drain import Drain
 from broker.errors import BrokerError
 from broker.hub import Hub
 from broker.role import NodeRole
@@ -40,7 +47,7 @@ class RunningNode:
     (the same when the routes are not split)."""
 
     def __init__(
-        self, hub: Hub, url: str, control_url: str, server: uvicorn.Server, task: asyncio.Task[None]
+        self, hub: Hub, url: str, control_url: str, server: _NodeServer, task: asyncio.Task[None]
     ) -> None:
         self.hub = hub
         self.url = url
@@ -51,6 +58,10 @@ class RunningNode:
     def stop(self) -> None:
         """Begin the ordered shutdown (what SIGTERM does)."""
         self._server.should_exit = True
+
+    def drain(self) -> None:
+        """Begin draining, then shut down (what SIGTERM does)."""
+        self._server.drain.start()
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self._task)
@@ -87,13 +98,15 @@ async def serving(
     """Serve `hub` over HTTP with `node` deciding writes and readiness (leader, follower)."""
     sockets = _bind_all(config)
     ports = [sock.getsockname()[1] for sock in sockets]
+    drain = Drain(hub, config.drain_window_s, control_token=config.control_token)
+    admin = [drain.route()]
     if config.control_port is None:
-        app: ASGIApp = create_app(hub, config, node=node)
+        app: ASGIApp = create_app(hub, config, node=node, extra_routes=admin)
     else:
         app = _PortDispatch(
             {
                 ports[0]: create_app(hub, config, role="streaming", node=node),
-                ports[1]: create_app(hub, config, role="control", node=node),
+                ports[1]: create_app(hub, config, role="control", node=node, extra_routes=admin),
             }
         )
     server = _NodeServer(
@@ -106,6 +119,7 @@ async def serving(
             timeout_graceful_shutdown=math.ceil(config.shutdown_timeout_s),
         ),
         hub,
+        drain,
     )
     task = asyncio.create_task(server.serve(sockets))
     try:
@@ -114,7 +128,10 @@ async def serving(
         yield RunningNode(hub, urls[0], urls[-1], server, task)
     finally:
         server.should_exit = True
-        await task
+        try:
+            await task
+        finally:
+            await drain.aclose()
 
 
 async def serve(
@@ -137,9 +154,24 @@ async def serve(
 
 
 class _NodeServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+    def __init__(self, config: uvicorn.Config, hub: Hub, drain: Drain) -> None:
         super().__init__(config)
         self._hub = hub
+        self.drain = drain
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Not recorded as a captured signal: uvicorn would re-raise it after serving, and a
+        # drained node must exit 0.
+        if sig == signal.SIGTERM:
+            if self.drain.started:
+                self.should_exit = True
+            else:
+                self.drain.start_threadsafe()
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        return await super().on_tick(counter) or self.drain.finished.is_set()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._hub.drain()

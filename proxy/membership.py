@@ -40,8 +40,17 @@ class Cluster:
     """One reading of membership: every live node record, and the lease holder's node id."""
 
     nodes: Mapping[str, NodeRecord] = field(default_factory=dict)
-    leader_id: str | None = None
+    #: The lease holder (`<node id>/<pid>-<random>`, one per process) and its node id.
+    holder: str | None = None
     read_ms: int = 0
+
+    @property
+    def leader_id(self) -> str | None:
+        if self.holder is None:
+            return None
+        # broker.lease.unique_holder: the node id, then the process.
+        node, sep, _ = self.holder.rpartition("/")
+        return node if sep else self.holder
 
     @property
     def leader(self) -> NodeRecord | None:
@@ -95,12 +104,12 @@ class Membership:
             if raw is None:
                 continue  # expired: the node stopped heartbeating
             try:
-                record = NodeRecord.decode(raw)
+                record = NodeRecord.decode(raw if isinstance(raw, bytes) else raw.encode())
             except CodecError as err:
                 logger.debug("ignoring the record of node %s: %s", name, err)
                 continue
             nodes[record.node_id] = record
-        cluster = Cluster(nodes, _lease_node(lease), time.time_ns() // 1_000_000)
+        cluster = Cluster(nodes, _lease_holder(lease), time.time_ns() // 1_000_000)
         self._last_ok = time.monotonic()
         await self._publish(cluster)
         return cluster
@@ -156,16 +165,13 @@ class Membership:
             self._changed.notify_all()
 
 
-def _lease_node(raw: bytes | None) -> str | None:
+def _lease_holder(raw: bytes | None) -> str | None:
     if raw is None:
         return None
     try:
-        holder = LeaseRecord.decode(raw).holder
+        return LeaseRecord.decode(raw).holder
     except CodecError:
         return None
-    # A holder is `<node id>/<pid>-<random>` (broker.lease.unique_holder).
-    node, sep, _ = holder.rpartition("/")
-    return node if sep else holder
 
 
 def _log_changes(before: Cluster, after: Cluster) -> None:

@@ -14,7 +14,12 @@ re-homing the same stream at once agree on one new node.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -27,6 +32,8 @@ from broker.keyspace import Keyspace
 from proxy.errors import ProxyError
 
 Json = Any
+
+logger = logging.getLogger("skiff.proxy")
 
 # KEYS[1] = stream key; ARGV = expected record, new record, ttl ms.
 # Returns 1 when swapped, else the record that is there now (nil when it expired).
@@ -119,7 +126,15 @@ class StreamRegistry:
 
     async def touch(self, stream_id: str) -> bool:
         """Extend a stream's life (a client is connected); False when it already lapsed."""
-        return bool(await self._call(self._redis.pexpire(self._keys.stream(stream_id), self.ttl_ms)))
+        key = self._keys.stream(stream_id)
+        return bool(await self._call(self._redis.pexpire(key, self.ttl_ms)))
+
+    async def touch_many(self, stream_ids: list[str], batch: int = 1000) -> None:
+        for start in range(0, len(stream_ids), batch):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for stream_id in stream_ids[start : start + batch]:
+                    pipe.pexpire(self._keys.stream(stream_id), self.ttl_ms)
+                await self._call(pipe.execute())
 
     async def delete(self, stream_id: str) -> bool:
         return bool(await self._call(self._redis.delete(self._keys.stream(stream_id))))
@@ -156,3 +171,52 @@ def _decode(raw: bytes) -> StreamRecord:
         return StreamRecord.decode(raw)
     except CodecError as err:
         raise RegistryError(str(err)) from err
+
+
+class KeepAlive:
+    """Keeps the records of the streams this proxy relays from expiring: every `interval_s`
+    one pipeline of PEXPIREs for all of them (not one timer per stream)."""
+
+    def __init__(self, registry: StreamRegistry, interval_s: float) -> None:
+        self._registry = registry
+        self._interval_s = interval_s
+        self._held: Counter[str] = Counter()
+        self._task: asyncio.Task[None] | None = None
+
+    def hold(self, stream_id: str) -> Callable[[], None]:
+        """Keep `stream_id` alive until the returned function is called."""
+        self._held[stream_id] += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._held[stream_id] -= 1
+                if self._held[stream_id] <= 0:
+                    del self._held[stream_id]
+
+        return release
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    async def __aenter__(self) -> KeepAlive:
+        self._task = asyncio.create_task(self._run(), name="proxy stream keepalive")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self._registry.touch_many(list(self._held))
+            except RegistryError as err:
+                logger.warning("cannot refresh stream records: %s", err)

@@ -25,7 +25,7 @@ _SUFFIX_CHARS: Final = 22  # ceil(16 * 8 / 6), unpadded
 # Hostnames, StatefulSet pod names and compose replica names all fit; a node id outside this
 # set cannot host proxied streams (membership reports it).
 NODE_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
-_SUFFIX_PATTERN: Final = re.compile(r"[A-Za-z0-9_\-]{%d}" % _SUFFIX_CHARS)
+_SUFFIX_PATTERN: Final = re.compile(rf"[A-Za-z0-9_\-]{{{_SUFFIX_CHARS}}}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,3 +73,12 @@ async def redis_server_factory() -> AsyncIterator[ServerFactory]:
         yield factory
     finally:
         await factory.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    # Lets fixtures see whether the test body failed (`request.node.rep_call`), e.g. to print
+    # the logs of the processes a cluster test started.
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Protocol
 
-from broker.commands import follower, inspect, serve
+from broker.commands import follower, inspect, leader, serve
 
 
 class Command(Protocol):
@@ -22,6 +22,11 @@ class Command(Protocol):
         """Do the work; return the exit status. Raise BrokerError for a clean failure."""
 
 
-COMMANDS: tuple[Command, ...] = (serve.COMMAND, follower.COMMAND, inspect.COMMAND)
+COMMANDS: tuple[Command, ...] = (
+    serve.COMMAND,
+    leader.COMMAND,
+    follower.COMMAND,
+    inspect.COMMAND,
+)
 
 __all__ = ["COMMANDS", "Command"]

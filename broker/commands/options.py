@@ -73,6 +73,13 @@ _OPTIONS: tuple[tuple[str, str, type[Any], str], ...] = (
         float,
         f"seconds to wait for requests at shutdown (default {_DEFAULTS.shutdown_timeout_s:g})",
     ),
+    (
+        "--drain-window",
+        "drain_window_s",
+        float,
+        f"on SIGTERM, seconds over which connected streams are ended before exiting "
+        f"(default {_DEFAULTS.drain_window_s:g})",
+    ),
 )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import httpx
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from broker import Init, ServeConfig, SkiffClient, Update
 from broker.admin import checksums
@@ -146,9 +148,11 @@ async def test_redis_outage_keeps_streams_and_resumes_without_gaps(
             # Still serving what it has: reads, new streams, the open stream's heartbeats.
             assert await client.snapshot("top", {"limit": 1}) == [(1, [4])]
             other = await client.create_stream("top", {"limit": 1})
-            assert isinstance(await anext(client.events(other, reconnect=False)), Init)
+            async with aclosing(client.events(other, reconnect=False)) as other_events:
+                assert isinstance(await anext(other_events), Init)
 
             await server.start()
+            await eventually(lambda: answers(redis))  # the test leader's pool reconnects
             await eventually(lambda: health_is(node.url, 200, "ok"), within=10)
             for n in range(3):
                 await leader.write({"votes": [(f"b{n}", vote(1, f"w{n}"))]})
@@ -160,6 +164,13 @@ async def test_redis_outage_keeps_streams_and_resumes_without_gaps(
     assert [type(e) for e in seen] == [Init] + [Update] * 6
     assert [e.version for e in seen] == list(range(7))
     assert seen[-1].entries == [(1, [7])]
+
+
+async def answers(redis: Redis) -> bool:
+    try:
+        return bool(await redis.ping())
+    except RedisError:
+        return False
 
 
 async def health_is(url: str, status: int, reason: str) -> bool:

@@ -1,0 +1,262 @@
+"""The proxy's ASGI application: PROTOCOL.md's routes, each sent to the right node.
+
+| route | goes to |
+|---|---|
+| `POST /v1/streams/{resource}` | a follower (proxy/streams.py): 201 and a stream id naming it |
+| `GET /v1/streams/{id}` | the stream's follower, bytes relayed as they come (re-homed if gone) |
+| `DELETE /v1/streams/{id}` | that follower, and the registry |
+| `PATCH /v1/inputs/{collection}` | the leader (proxy/writes.py) |
+| `POST /v1/snapshot/{resource}[/lookup]` | any serving follower |
+| `GET /healthz`, `/v1/healthcheck` | the proxy itself: 503 without Redis or without a ready node |
+| `GET /metrics` | the proxy's Prometheus metrics |
+| `GET /v1/admin/nodes` | the proxy's view of membership |
+
+Security: with a control token configured, PATCH, DELETE and admin routes need
+`Authorization: Bearer <token>` (401 otherwise, checked before anything is forwarded; compared
+in constant time). Nodes are only ever reached at the URLs they registered. Request bodies are
+bounded (413). CORS headers are added only for the configured origins. Every error the proxy
+produces itself is `{"error": message}`; a node's replies are relayed with their status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from broker.auth import bearer_matches
+from broker.bodies import read_body
+from broker.errors import ApiError
+from broker.json_bytes import JsonDecodeError, loads
+from proxy import routing
+from proxy.errors import HttpError, NodeUnavailableError, NoNodeError
+from proxy.gateway import Gateway
+from proxy.passthrough import StreamRelay
+from proxy.streams import Opened
+from proxy.upstream import Reply, segment
+
+_READ_ATTEMPTS: Final = 2
+_CORS_HEADERS: Final = ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"]
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    endpoints = _Endpoints(gateway)
+    routes = [
+        Route("/healthz", endpoints.health, methods=["GET"]),
+        Route("/v1/healthcheck", endpoints.health, methods=["GET"]),
+        Route("/metrics", endpoints.metrics, methods=["GET"]),
+        Route("/v1/inputs/{collection}", endpoints.patch_input, methods=["PATCH"]),
+        Route("/v1/streams/{resource}", endpoints.create_stream, methods=["POST"]),
+        Route("/v1/streams/{stream_id}", endpoints.open_stream, methods=["GET"]),
+        Route("/v1/streams/{stream_id}", endpoints.delete_stream, methods=["DELETE"]),
+        Route("/v1/snapshot/{resource}", endpoints.snapshot, methods=["POST"]),
+        Route("/v1/snapshot/{resource}/lookup", endpoints.lookup, methods=["POST"]),
+        Route("/v1/admin/nodes", endpoints.nodes, methods=["GET"]),
+    ]
+    middleware = [Middleware(_CountRequests, gateway=gateway)]
+    origins = list(gateway.config.cors_origins)
+    if origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                allow_headers=_CORS_HEADERS,
+                allow_credentials="*" not in origins,
+                max_age=600,
+            )
+        )
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        HttpError: _http_error,
+        ApiError: _api_error,
+        HTTPException: _starlette_error,
+        500: _internal_error,
+    }
+    return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+
+
+class _Endpoints:
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._config = gateway.config
+        token = gateway.config.control_token
+        self._token = None if token is None else token.encode()
+
+    async def health(self, request: Request) -> Response:
+        ready, reason = self._gateway.ready()
+        cluster = self._gateway.membership.cluster
+        body = {
+            "status": "ok" if ready else reason,
+            "role": "proxy",
+            "nodes": len(cluster.nodes),
+            "serving": sum(1 for n in cluster.nodes.values() if routing.serving(n)),
+            "leader": cluster.leader_id,
+        }
+        if not ready:
+            return JSONResponse({"error": reason, **body}, status_code=503)
+        return JSONResponse(body)
+
+    async def metrics(self, request: Request) -> Response:
+        membership = self._gateway.membership
+        self._gateway.metrics.observe_cluster(membership.cluster, membership.healthy)
+        return await self._gateway.metrics.endpoint(request)
+
+    async def nodes(self, request: Request) -> Response:
+        self._authorize(request)
+        cluster = self._gateway.membership.cluster
+        return JSONResponse(
+            {
+                "leader": cluster.leader_id,
+                "nodes": [
+                    {
+                        "node_id": n.node_id,
+                        "role": n.role,
+                        "url": n.url,
+                        "ready": n.ready,
+                        "draining": n.draining,
+                        "serving": routing.serving(n),
+                        "epoch": n.epoch,
+                        "applied": n.applied,
+                        "streams": n.streams,
+                        "capacity": n.capacity,
+                    }
+                    for n in sorted(cluster.nodes.values(), key=lambda n: n.node_id)
+                ],
+            }
+        )
+
+    async def patch_input(self, request: Request) -> Response:
+        self._authorize(request)
+        body = await read_body(request, self._config.max_body_bytes)
+        key = request.headers.get("idempotency-key") or None
+        reply = await self._gateway.writes.patch(request.path_params["collection"], body, key)
+        return _relay(reply)
+
+    async def create_stream(self, request: Request) -> Response:
+        body = await read_body(request, self._config.max_body_bytes)
+        try:
+            params = loads(body) if body.strip() else {}
+        except JsonDecodeError as err:
+            raise HttpError(400, f"malformed JSON: {err}") from err
+        reply = await self._gateway.streams.create(
+            request.path_params["resource"], body if body.strip() else b"{}", params
+        )
+        return _relay(reply)
+
+    async def open_stream(self, request: Request) -> Response | StreamRelay:
+        if "text/event-stream" not in request.headers.get("accept", "").lower():
+            raise HttpError(406, "streams are served as text/event-stream only")
+        stream_id = request.path_params["stream_id"]
+        opened = await self._gateway.streams.open(stream_id, request.headers.get("last-event-id"))
+        if isinstance(opened, Reply):
+            return _relay(opened)
+        return self._relay_stream(stream_id, opened)
+
+    async def delete_stream(self, request: Request) -> Response:
+        self._authorize(request)
+        return _relay(await self._gateway.streams.delete(request.path_params["stream_id"]))
+
+    async def snapshot(self, request: Request) -> Response:
+        path = f"/v1/snapshot/{segment(request.path_params['resource'])}"
+        return await self._read(request, path)
+
+    async def lookup(self, request: Request) -> Response:
+        path = f"/v1/snapshot/{segment(request.path_params['resource'])}/lookup"
+        return await self._read(request, path)
+
+    async def _read(self, request: Request, path: str) -> Response:
+        body = await read_body(request, self._config.max_body_bytes)
+        tried: set[str] = set()
+        for _ in range(_READ_ATTEMPTS):
+            try:
+                node = routing.choose_reader(self._gateway.membership.cluster, exclude=tried)
+            except NoNodeError as err:
+                raise HttpError(503, str(err)) from err
+            try:
+                reply = await self._gateway.upstream.request(
+                    node, "POST", path, content=body, headers={"Content-Type": "application/json"}
+                )
+            except NodeUnavailableError:
+                # Reads change nothing: another node may answer instead.
+                self._gateway.metrics.upstream_errors.labels(node.node_id).inc()
+                tried.add(node.node_id)
+                continue
+            if reply.status != 503:
+                return _relay(reply)
+            tried.add(node.node_id)
+        raise HttpError(503, "no follower could serve the read")
+
+    def _relay_stream(self, stream_id: str, opened: Opened) -> StreamRelay:
+        gateway = self._gateway
+        release = gateway.keepalive.hold(stream_id)
+        gateway.metrics.open_streams.inc()
+
+        def closed() -> None:
+            release()
+            gateway.metrics.open_streams.dec()
+
+        return StreamRelay(
+            opened.response,
+            stopping=gateway.stopping,
+            send_timeout_s=self._config.request_timeout_s,
+            on_close=closed,
+        )
+
+    def _authorize(self, request: Request) -> None:
+        if self._token is None:
+            return
+        if not bearer_matches(request.headers.get("authorization", ""), self._token):
+            raise HttpError(401, "missing or invalid control token")
+
+
+def _relay(reply: Reply) -> Response:
+    return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
+
+
+class _CountRequests:
+    """Counts every answer by route template and status (`skiff_proxy_requests`)."""
+
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self._app = app
+        self._requests = gateway.metrics.requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                route = scope.get("route")
+                name = getattr(route, "path", "unmatched")
+                self._requests.labels(name, str(message["status"])).inc()
+            await send(message)
+
+        await self._app(scope, receive, counted)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HttpError)
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+async def _starlette_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": "internal server error"}, status_code=500)

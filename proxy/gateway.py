@@ -1,0 +1,151 @@
+"""Gateway: the proxy's connections and components, opened and closed as one unit.
+
+    async with Gateway(config) as gateway:
+        app = create_app(gateway)
+
+Opening: Redis (resolving the service when the config names none), membership (its first
+reading done before the gateway is used), the keepalive of relayed streams, the HTTP client to
+nodes. Closing, in reverse, after `stop_streams()` has ended every relayed stream so their
+clients reconnect through another proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from types import TracebackType
+from typing import TypeVar
+
+from redis.asyncio import Redis
+
+from broker.keyspace import Keyspace
+from broker.redis_conn import connect
+from proxy.config import ProxyConfig
+from proxy.errors import ProxyError
+from proxy.membership import Membership, discover_service
+from proxy.metrics import ProxyMetrics
+from proxy.registry import KeepAlive, StreamRegistry
+from proxy.routing import serving
+from proxy.streams import StreamService
+from proxy.upstream import Upstream
+from proxy.writes import WriteForwarder
+
+logger = logging.getLogger("skiff.proxy")
+
+_C = TypeVar("_C")
+
+
+class Gateway:
+    def __init__(self, config: ProxyConfig) -> None:
+        self.config = config
+        self.metrics = ProxyMetrics()
+        #: Set at shutdown: every relayed stream ends (its client reconnects elsewhere).
+        self.stopping = asyncio.Event()
+        self._stack = contextlib.AsyncExitStack()
+        self._redis: Redis | None = None
+        self._membership: Membership | None = None
+        self._keepalive: KeepAlive | None = None
+        self._upstream: Upstream | None = None
+        self._streams: StreamService | None = None
+        self._writes: WriteForwarder | None = None
+        self.keyspace: Keyspace | None = None
+
+    # The components exist once the gateway is open; using them earlier is a programming error.
+    @property
+    def membership(self) -> Membership:
+        return _opened(self._membership)
+
+    @property
+    def keepalive(self) -> KeepAlive:
+        return _opened(self._keepalive)
+
+    @property
+    def upstream(self) -> Upstream:
+        return _opened(self._upstream)
+
+    @property
+    def streams(self) -> StreamService:
+        return _opened(self._streams)
+
+    @property
+    def writes(self) -> WriteForwarder:
+        return _opened(self._writes)
+
+    def ready(self) -> tuple[bool, str]:
+        """(ready, reason) for /healthz."""
+        if self.stopping.is_set():
+            return False, "shutting down"
+        membership = self.membership
+        if not membership.healthy:
+            return False, "redis unreachable"
+        if not any(serving(n) for n in membership.cluster.nodes.values()):
+            return False, "no ready node"
+        return True, "ok"
+
+    def stop_streams(self) -> None:
+        self.stopping.set()
+
+    async def __aenter__(self) -> Gateway:
+        config = self.config
+        try:
+            redis = self._redis = connect(config.redis_url)
+            self._stack.push_async_callback(redis.aclose)
+            service = config.service or await _discover(redis)
+            self.keyspace = keyspace = Keyspace(service)
+            self._membership = await self._stack.enter_async_context(
+                Membership(redis, keyspace, interval_s=config.poll_interval_s)
+            )
+            registry = StreamRegistry(redis, keyspace, config.stream_ttl_ms)
+            self._keepalive = await self._stack.enter_async_context(
+                KeepAlive(registry, config.stream_ttl_s / 3)
+            )
+            self._upstream = Upstream(
+                token=config.control_token,
+                connect_timeout_s=config.connect_timeout_s,
+                request_timeout_s=config.request_timeout_s,
+            )
+            self._stack.push_async_callback(self._upstream.aclose)
+            self._streams = StreamService(
+                self._membership, registry, self._upstream, self.metrics
+            )
+            self._writes = WriteForwarder(
+                self._membership, self._upstream, self.metrics, leader_wait_s=config.leader_wait_s
+            )
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        logger.info("proxy for service %s", service)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop_streams()
+        await self._stack.aclose()
+
+
+async def _discover(redis: Redis, every_s: float = 1.0) -> str:
+    """The one service registered in this Redis, waiting for its first node if need be."""
+    waited = False
+    while True:
+        services = await discover_service(redis)
+        if len(services) == 1:
+            return services[0]
+        if len(services) > 1:
+            raise ProxyError(
+                f"several services in this Redis ({', '.join(services)}): choose one with --service"
+            )
+        if not waited:
+            logger.info("no service registered in Redis yet; waiting for a node")
+            waited = True
+        await asyncio.sleep(every_s)
+
+
+def _opened(component: _C | None) -> _C:
+    if component is None:
+        raise ProxyError("the gateway is not open")
+    return component

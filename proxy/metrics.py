@@ -1,0 +1,61 @@
+"""Prometheus metrics of one proxy, in a registry of its own (tests run several per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+
+from proxy.membership import Cluster
+from proxy.routing import serving
+
+
+class ProxyMetrics:
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter(
+            "skiff_proxy_requests",
+            "requests answered, by route and status",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.upstream_seconds = Histogram(
+            "skiff_proxy_upstream_seconds",
+            "time for a node to answer a control request",
+            ["route"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
+            registry=registry,
+        )
+        self.upstream_errors = Counter(
+            "skiff_proxy_upstream_errors",
+            "requests a node could not answer (unreachable, failed, 503)",
+            ["node"],
+            registry=registry,
+        )
+        self.rehomes = Counter(
+            "skiff_proxy_rehomes", "streams moved to another node", registry=registry
+        )
+        self.write_retries = Counter(
+            "skiff_proxy_write_retries", "writes retried across a leader change", registry=registry
+        )
+        self.open_streams = Gauge(
+            "skiff_proxy_open_streams", "SSE streams relayed right now", registry=registry
+        )
+        self.nodes = Gauge(
+            "skiff_proxy_nodes", "registered nodes, by role and state", ["role", "state"],
+            registry=registry,
+        )
+        self.redis_ok = Gauge(
+            "skiff_proxy_membership_ok", "1 while membership is read from Redis", registry=registry
+        )
+
+    def observe_cluster(self, cluster: Cluster, healthy: bool) -> None:
+        self.nodes.clear()
+        for node in cluster.nodes.values():
+            state = "serving" if serving(node) else "draining" if node.draining else "unready"
+            self.nodes.labels(node.role, state).inc()
+        self.redis_ok.set(1 if healthy else 0)
+
+    async def endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,103 @@
+"""WriteForwarder: `PATCH /v1/inputs/{collection}` to the lease holder, retried once across a
+leader change.
+
+A write is sent to the node holding the leader lease. When that fails — the leader cannot be
+reached, fails mid-request, or answers 503 (a standby that lost the lease, or a leader that could
+not make the write durable) — the proxy waits (up to `leader_wait_s`, longer than a takeover)
+for the lease to change hands and sends the write once more to whoever holds it then.
+
+Repeating a write is only safe when it cannot be applied twice:
+- it never reached the old leader (connection refused): retried, with or without a key;
+- it may have reached it: retried only with an `Idempotency-Key`, which the leaders record
+  with the write's version, so the new leader answers the original version instead of
+  applying it again. Without a key the client gets a 502 saying the outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from broker.node_record import NodeRecord
+from proxy import routing
+from proxy.errors import HttpError, NodeUnavailableError, NoNodeError
+from proxy.membership import Cluster, Membership
+from proxy.metrics import ProxyMetrics
+from proxy.upstream import Reply, Upstream, segment
+
+logger = logging.getLogger("skiff.proxy")
+
+
+class WriteForwarder:
+    def __init__(
+        self,
+        membership: Membership,
+        upstream: Upstream,
+        metrics: ProxyMetrics,
+        *,
+        leader_wait_s: float,
+    ) -> None:
+        self._membership = membership
+        self._upstream = upstream
+        self._metrics = metrics
+        self._leader_wait_s = leader_wait_s
+
+    async def patch(self, collection: str, body: bytes, idempotency_key: str | None) -> Reply:
+        headers = {"Content-Type": "application/json"}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        path = f"/v1/inputs/{segment(collection)}"
+
+        holder, leader = await self._leader(lambda cluster: True)
+        failure = await self._attempt(leader, path, body, headers)
+        if isinstance(failure, Reply):
+            return failure
+        if failure.reached and idempotency_key is None:
+            raise HttpError(
+                502,
+                f"the leader failed while handling the write ({failure.reason}); it may or may "
+                "not have been applied (send an Idempotency-Key to make writes retryable)",
+            )
+        self._metrics.write_retries.inc()
+        logger.info("retrying a write after leader %s failed: %s", leader.node_id, failure.reason)
+        _, leader = await self._leader(lambda cluster: cluster.holder != holder)
+        second = await self._attempt(leader, path, body, headers)
+        if isinstance(second, Reply):
+            return second
+        raise HttpError(503, f"the leader is unavailable: {second.reason}")
+
+    async def _attempt(
+        self, leader: NodeRecord, path: str, body: bytes, headers: dict[str, str]
+    ) -> Reply | NodeUnavailableError:
+        try:
+            reply = await self._upstream.request(
+                leader, "PATCH", path, content=body, headers=headers
+            )
+        except NodeUnavailableError as err:
+            self._metrics.upstream_errors.labels(leader.node_id).inc()
+            return err
+        if reply.status == 503:
+            # Not acknowledged: a standby, or a leader that could not make the write durable.
+            self._metrics.upstream_errors.labels(leader.node_id).inc()
+            text = reply.body[:200].decode(errors="replace")
+            return NodeUnavailableError(leader.node_id, f"503 {text}", reached=True)
+        return reply
+
+    async def _leader(self, changed: Callable[[Cluster], bool]) -> tuple[str | None, NodeRecord]:
+        """The lease holder and its node, waiting up to `leader_wait_s` for one satisfying
+        `changed`; after that, whichever leader there is."""
+
+        def acceptable(cluster: Cluster) -> bool:
+            return _writable(cluster) and changed(cluster)
+
+        cluster = await self._membership.wait_for(acceptable, self._leader_wait_s)
+        cluster = cluster or self._membership.cluster
+        try:
+            return cluster.holder, routing.choose_writer(cluster)
+        except NoNodeError as err:
+            raise HttpError(503, str(err)) from err
+
+
+def _writable(cluster: Cluster) -> bool:
+    leader = cluster.leader
+    return leader is not None and leader.url is not None and leader.role == "leader"
