@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: dev test lint bench install clean
+.PHONY: dev test lint bench install clean containers test-containers
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,22 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The container suites (docker/local-engine.sh: rootful Podman with Docker's API, images built
+# locally): the Redis-backed suites against a testcontainers Redis, and docker/compose.yml brought
+# up and broken under its clients (tests/deploy/test_compose.py). Linux, root.
+CONTAINERS_STAMP := $(VENV)/.containers-stamp
+
+$(CONTAINERS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,containers]'
+	touch $(CONTAINERS_STAMP)
+
+containers: $(CONTAINERS_STAMP)
+	PYTHON=$(BIN)/python bash docker/local-engine.sh
+
+test-containers: containers
+	eval "$$(PYTHON=$(BIN)/python bash docker/local-engine.sh env)" && \
+		$(BIN)/python -m pytest -q -m containers $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

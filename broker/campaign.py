@@ -32,7 +32,9 @@ from broker.leader import Leadership, LeadershipLost
 from broker.leader_config import LeaderContext
 from broker.lease import LeaderLease, LeaseHolder
 from broker.node_record import NodeRecord
+from broker.rebuild import RebuildError, rebuild
 from broker.scripts import RedisCallError
+from graph import Engine
 
 logger = logging.getLogger("skiff.broker")
 
@@ -97,7 +99,7 @@ async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateSt
             status.holder = won.record
             await asyncio.sleep(config.acquire_interval_s)
             continue
-        status.state, status.holder = "taking office", won
+        status.state = "taking office"
         try:
             return await _take_office(ctx, lease, won)
         except BrokerError as err:
@@ -131,7 +133,10 @@ async def keep_lease(ctx: LeaderContext, lead: Leadership, lease: LeaderLease) -
                 last_renewal = time.monotonic()
                 lead.redis_up()
                 if lead.writable and not lead.needs_sync:
-                    await lead.check_meta()
+                    # A write in flight checks the epoch itself (the append script does), and
+                    # renewals must never wait behind a long one (a republish, a catch-up).
+                    if not lead.lock.locked():
+                        await lead.check_meta()
                 else:
                     await lead.resume(lead.writer.lease)
             else:
@@ -164,7 +169,7 @@ async def keep_lease(ctx: LeaderContext, lead: Leadership, lease: LeaderLease) -
 
 async def _take_office(ctx: LeaderContext, lease: LeaderLease, record: LeaseRecord) -> Leadership:
     renewer = asyncio.create_task(_renew_forever(lease, record, ctx.config.renew_interval_s))
-    office = asyncio.create_task(Leadership.take_office(ctx, record))
+    office = asyncio.create_task(_office(ctx, record))
     try:
         await asyncio.wait({renewer, office}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -176,6 +181,20 @@ async def _take_office(ctx: LeaderContext, lease: LeaderLease, record: LeaseReco
         renewer.result()  # raises what stopped the renewals
         raise LeaseLostError("the lease was lost while taking office")
     return office.result()
+
+
+async def _office(ctx: LeaderContext, record: LeaseRecord) -> Leadership:
+    """The state of a candidate that just won `record`: a new keyspace, or rebuilt."""
+    meta = await read_meta(ctx.redis, ctx.keyspace)
+    if meta is None:
+        lead = Leadership(ctx, Engine.for_service(ctx.service), "", record, 0)
+        async with lead.lock:
+            await lead.new_epoch(None)
+        return lead
+    if meta.service != ctx.service.name:
+        raise RebuildError(f"the keyspace belongs to service {meta.service!r}")
+    engine = await rebuild(ctx.redis, ctx.keyspace, ctx.service, meta)
+    return Leadership(ctx, engine, meta.epoch, record, meta.snapshot)
 
 
 async def _renew_forever(lease: LeaderLease, record: LeaseRecord, interval: float) -> None:

@@ -87,9 +87,7 @@ class Drain:
 
     async def _run(self) -> None:
         stream_ids = self._hub.connected_stream_ids()
-        logger.info(
-            "draining: ending %d stream(s) over %g s", len(stream_ids), self.window_s
-        )
+        logger.info("draining: ending %d stream(s) over %g s", len(stream_ids), self.window_s)
         started = self._loop.time()
         for stream_id, offset in zip(
             stream_ids, close_offsets(len(stream_ids), self.window_s), strict=True

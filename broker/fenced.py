@@ -224,6 +224,23 @@ async def read_idempotency(redis: Redis, keyspace: Keyspace, key: str) -> int | 
     return None if value is None else int(value)
 
 
+async def appended(redis: Redis, keyspace: Keyspace, epoch: str, version: int, term: int) -> bool:
+    """Whether the append of `version` by the leader of `term` in `epoch` is in Redis: how a
+    leader learns the outcome of an append whose reply it lost (a timeout, a dropped link).
+    False also when Redis cannot be read."""
+    entry_id = f"{version}-0"
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.hget(keyspace.meta, "epoch")
+            pipe.xrange(keyspace.deltas, entry_id, entry_id)
+            current, entries = await pipe.execute()
+    except redis_errors.RedisError:
+        return False
+    if current != epoch.encode() or not entries:
+        return False
+    return bool(entries[0][1].get(b"term") == str(term).encode())
+
+
 def _flat(fields: dict[bytes, bytes]) -> list[Arg]:
     return [item for pair in fields.items() for item in pair]
 

@@ -23,9 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
-from redis import exceptions as redis_errors
-
-from broker.codec import DeltaEntry, InputLogEntry, LeaseRecord, Meta, new_epoch
+from broker.codec import DeltaEntry, InputLogEntry, LeaseRecord, Meta
 from broker.errors import ApiError, BrokerError
 from broker.fenced import (
     EpochChangedError,
@@ -34,15 +32,15 @@ from broker.fenced import (
     KeyspaceLostError,
     StaleSnapshotError,
     VersionConflictError,
+    appended,
     read_idempotency,
     read_meta,
 )
 from broker.hub import Hub
-from broker.keyspace import stream_id_of
 from broker.leader_config import LeaderContext
-from broker.rebuild import RebuildError, rebuild, replay
+from broker.rebuild import RebuildError, replay
 from broker.scripts import RedisCallError
-from broker.snapshotter import Snapshotter, capture, stage_capture
+from broker.snapshotter import Snapshotter, start_epoch
 from graph import Engine, TickResult
 from graph.engine import PendingTick
 
@@ -87,21 +85,6 @@ class Leadership:
         #: Called with the new epoch after a republish (the node resets its hub's run).
         self.on_epoch: Callable[[str], None] | None = None
 
-    # -- taking office ---------------------------------------------------------------------
-    @classmethod
-    async def take_office(cls, ctx: LeaderContext, record: LeaseRecord) -> Leadership:
-        """The state of a candidate that just won `record`: a new keyspace, or rebuilt."""
-        meta = await read_meta(ctx.redis, ctx.keyspace)
-        if meta is None:
-            lead = cls(ctx, Engine.for_service(ctx.service), "", record, 0)
-            async with lead.lock:
-                await lead._publish_epoch(None)
-            return lead
-        if meta.service != ctx.service.name:
-            raise RebuildError(f"the keyspace belongs to service {meta.service!r}")
-        engine = await rebuild(ctx.redis, ctx.keyspace, ctx.service, meta)
-        return cls(ctx, engine, meta.epoch, record, meta.snapshot)
-
     # -- the write path --------------------------------------------------------------------
     async def write(self, collection: str, entries: list[Any], idempotency_key: str | None) -> int:
         self._check_writable()
@@ -131,10 +114,10 @@ class Leadership:
         delta = DeltaEntry(version, self.epoch, term, now, pending.result.shared.changes)
         logged = InputLogEntry(version, term, now, batch, idempotency_key)
         try:
-            appended = await self.writer.append(delta, logged)
+            outcome = await self.writer.append(delta, logged)
         except KeyspaceLostError:
             pending.abort()
-            await self._guarded(self._publish_epoch(None))
+            await self._guarded(self.new_epoch(None))
             return _RETRY
         except FencedError as err:
             pending.abort()
@@ -149,7 +132,10 @@ class Leadership:
             self.needs_sync = True
             raise ApiError(503, f"out of sync with Redis ({err}); retry") from err
         except RedisCallError as err:
-            if err.transient and await self._landed(version, term):
+            landed = err.transient and await appended(
+                self.ctx.redis, self.ctx.keyspace, self.epoch, version, term
+            )
+            if landed:
                 return self._commit(pending, started)
             pending.abort()
             self.needs_sync = True
@@ -160,9 +146,9 @@ class Leadership:
             pending.abort()
             self.needs_sync = True
             raise
-        if appended.duplicate:
+        if outcome.duplicate:
             pending.abort()
-            return appended.version
+            return outcome.version
         return self._commit(pending, started)
 
     def _commit(self, pending: PendingTick, started: float) -> int:
@@ -178,34 +164,19 @@ class Leadership:
         self.snapshotter.after_write(result.version)
         return result.version
 
-    async def _landed(self, version: int, term: int) -> bool:
-        """Whether our append of `version` is in Redis (after a call whose outcome was lost)."""
-        keys = self.ctx.keyspace
-        try:
-            async with self.ctx.redis.pipeline(transaction=True) as pipe:
-                pipe.hget(keys.meta, "epoch")
-                pipe.xrange(keys.deltas, stream_id_of(version), stream_id_of(version))
-                epoch, entries = await pipe.execute()
-        except redis_errors.RedisError:
-            return False
-        if epoch != self.epoch.encode() or not entries:
-            return False
-        fields = entries[0][1]
-        return bool(fields.get(b"term") == str(term).encode())
-
     # -- reconciling with Redis --------------------------------------------------------------
     async def reconcile(self) -> None:
         """Make Redis and the engine agree (call with the lock held); see the module doc."""
         meta = await read_meta(self.ctx.redis, self.ctx.keyspace)
         version = self.engine.version
         if meta is None:
-            await self._publish_epoch(None)
+            await self.new_epoch(None)
         elif meta.epoch != self.epoch:
             self.lose(f"the keyspace moved to epoch {meta.epoch}")
             raise LeadershipLost(self.lost or "")
         elif meta.head < version:
             logger.warning("Redis lost versions %d..%d: republishing", meta.head + 1, version)
-            await self._publish_epoch(meta)
+            await self.new_epoch(meta)
         else:
             if meta.head > version:
                 try:
@@ -234,32 +205,18 @@ class Leadership:
             await self.reconcile()
             self.writable, self.reason = True, "ok"
 
-    async def _publish_epoch(self, replaces: Meta | None) -> None:
+    async def new_epoch(self, replaces: Meta | None) -> None:
         """Start a new epoch from the in-memory state (call with the lock held)."""
-        epoch = new_epoch()
-        state = capture(self.engine)
-        await stage_capture(self.ctx, state, epoch, self.writer.lease.token)
-        meta = Meta(
-            service=self.ctx.service.name,
-            epoch=epoch,
-            shared=self.engine.shared_names,
-            inputs=self.engine.input_names,
-            head=state.version,
-            snapshot=state.version,
-            created_ms=_now_ms(),
-            head_ms=_now_ms(),
-            snapshot_ms=_now_ms(),
-        )
         try:
-            await self.writer.init_epoch(meta, replaces=replaces)
+            epoch, version = await start_epoch(self.ctx, self.writer, self.engine, replaces)
         except (EpochChangedError, StaleSnapshotError) as err:
             self.lose(f"the keyspace changed while republishing: {err}")
             raise LeadershipLost(self.lost or "") from err
         previous, self.epoch = self.epoch, epoch
-        self.snapshot_version = state.version
+        self.snapshot_version = version
         self.needs_sync = False
-        self.ctx.metrics.snapshot_version.set(state.version)
-        logger.info("epoch %s published at version %d (was %r)", epoch, state.version, previous)
+        self.ctx.metrics.snapshot_version.set(version)
+        logger.info("epoch %s published at version %d (was %r)", epoch, version, previous)
         if previous and self.on_epoch is not None:
             self.on_epoch(epoch)
 

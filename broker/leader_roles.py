@@ -29,6 +29,8 @@ from broker.metrics import NodeMetrics
 from broker.tick_gate import gated_routes
 
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+# Everything a standby cannot serve without state (the admin and health routes stay).
+_REFUSED = ("/v1/inputs/{path:path}", "/v1/streams/{path:path}", "/v1/snapshot/{path:path}")
 
 
 class LeadingRole:
@@ -91,7 +93,10 @@ class StandbyRole:
         return [
             self._metrics.route(),
             *admin_routes(lambda: None, "candidate", lambda: None, node_id=self._node_id),
-            Route("/v1/{path:path}", _refusal(self.not_the_leader), methods=_ALL_METHODS),
+            *(
+                Route(path, _refusal(self.not_the_leader), methods=_ALL_METHODS)
+                for path in _REFUSED
+            ),
         ]
 
     async def not_the_leader(self) -> str:

@@ -42,7 +42,7 @@ from broker.config import ServeConfig
 from broker.fenced import SnapshotMissingError, read_meta
 from broker.hub import Hub
 from broker.keyspace import Keyspace
-from broker.mirror_state import build_mirror, read_mirror_snapshot
+from broker.mirror_state import build_mirror, gc_paused, read_mirror_snapshot
 from broker.scripts import RedisCallError
 from graph import GraphError, Service
 
@@ -176,16 +176,18 @@ class MirrorSync:
             self._enter("loading", "resync: no newer snapshot, reading the stream again")
             return
         self._enter("loading", "loading a snapshot")
-        snap = await read_mirror_snapshot(self._redis, self._keys, meta)
-        if hub is None:
-            self.hub = Hub(build_mirror(self._service, snap), run=snap.epoch, config=self._config)
-            logger.info("follower loaded epoch %s at version %d", snap.epoch, snap.version)
-        elif snap.epoch != self.epoch:
-            hub.reset_run(snap.epoch, build_mirror(self._service, snap))
-            self._resynced(f"new epoch {snap.epoch} at version {snap.version}")
-        else:
-            hub.publish(hub.engine.replace_all(snap.shared, snap.version))
-            self._resynced(f"snapshot at version {snap.version}")
+        with gc_paused():
+            snap = await read_mirror_snapshot(self._redis, self._keys, meta)
+            if hub is None:
+                engine = build_mirror(self._service, snap)
+                self.hub = Hub(engine, run=snap.epoch, config=self._config)
+                logger.info("follower loaded epoch %s at version %d", snap.epoch, snap.version)
+            elif snap.epoch != self.epoch:
+                hub.reset_run(snap.epoch, build_mirror(self._service, snap))
+                self._resynced(f"new epoch {snap.epoch} at version {snap.version}")
+            else:
+                hub.publish(hub.engine.replace_all(snap.shared, snap.version))
+                self._resynced(f"snapshot at version {snap.version}")
         self.epoch = snap.epoch
         self._resync_wanted = False
         self._enter("tailing", "ok")

@@ -41,9 +41,7 @@ async def read_input_log(
     start = f"({stream_id_of(after)}" if after >= 1 else "-"
     while True:
         try:
-            page: Any = await redis.xrange(
-                keyspace.inputs, start, stream_id_of(upto), count=_PAGE
-            )
+            page: Any = await redis.xrange(keyspace.inputs, start, stream_id_of(upto), count=_PAGE)
         except redis_errors.RedisError as err:
             raise RedisCallError.wrap("reading the input log", err) from err
         for entry_id, fields in page:

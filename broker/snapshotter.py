@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from broker.codec import Entry
+from broker.codec import Entry, Meta, new_epoch
 from broker.errors import BrokerError
 from broker.fenced import (
     EpochChangedError,
     FencedError,
+    FencedWriter,
     KeyspaceLostError,
     StaleSnapshotError,
     TrimResult,
@@ -80,6 +81,34 @@ async def stage_capture(
 
     await stage_snapshot(ctx.redis, ctx.keyspace, manifest, counted())
     return manifest, size
+
+
+async def start_epoch(
+    ctx: LeaderContext,
+    writer: FencedWriter,
+    engine: Engine,
+    replaces: Meta | None,
+) -> tuple[str, int]:
+    """Publish the engine's state as the snapshot a new epoch starts from (call between
+    ticks, holding the write lock); returns (epoch, version). `replaces`: the meta read
+    before (None when the keyspace has none)."""
+    epoch = new_epoch()
+    state = capture(engine)
+    await stage_capture(ctx, state, epoch, writer.lease.token)
+    now = _now_ms()
+    meta = Meta(
+        service=ctx.service.name,
+        epoch=epoch,
+        shared=engine.shared_names,
+        inputs=engine.input_names,
+        head=state.version,
+        snapshot=state.version,
+        created_ms=now,
+        head_ms=now,
+        snapshot_ms=now,
+    )
+    await writer.init_epoch(meta, replaces=replaces)
+    return epoch, state.version
 
 
 class Snapshotter:

@@ -26,7 +26,7 @@ class ProxyConfig:
     redis_url: str
     service: str | None = None
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = 8080
     control_token: str | None = field(default=None, repr=False)
     max_body_bytes: int = MIB
     cors_origins: tuple[str, ...] = ()

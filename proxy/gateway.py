@@ -106,9 +106,7 @@ class Gateway:
                 request_timeout_s=config.request_timeout_s,
             )
             self._stack.push_async_callback(self._upstream.aclose)
-            self._streams = StreamService(
-                self._membership, registry, self._upstream, self.metrics
-            )
+            self._streams = StreamService(self._membership, registry, self._upstream, self.metrics)
             self._writes = WriteForwarder(
                 self._membership, self._upstream, self.metrics, leader_wait_s=config.leader_wait_s
             )

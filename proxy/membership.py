@@ -149,6 +149,10 @@ class Membership:
             started = time.monotonic()
             try:
                 await self.refresh()
+                t = asyncio.current_task()
+                if t.cancelling():
+                    import sys, traceback
+                    print("SWALLOWED in refresh", file=sys.stderr)
                 self._failing = 0
             except ProxyError as err:
                 self._failing += 1

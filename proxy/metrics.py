@@ -43,7 +43,9 @@ class ProxyMetrics:
             "skiff_proxy_open_streams", "SSE streams relayed right now", registry=registry
         )
         self.nodes = Gauge(
-            "skiff_proxy_nodes", "registered nodes, by role and state", ["role", "state"],
+            "skiff_proxy_nodes",
+            "registered nodes, by role and state",
+            ["role", "state"],
             registry=registry,
         )
         self.redis_ok = Gauge(

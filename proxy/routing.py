@@ -88,10 +88,15 @@ def choose_stream_host(
 ) -> NodeRecord:
     """The node for a new stream (NoNodeError when every host is full or none serves)."""
     hosts = stream_hosts(cluster, exclude)
+    if not hosts:
+        raise NoNodeError("no ready follower to host the stream")
     for node in hosts:
         if node.node_id == preferred and has_room(node, ledger):
             return node
-    return _least_loaded([n for n in hosts if has_room(n, ledger)], ledger, rng)
+    roomy = [n for n in hosts if has_room(n, ledger)]
+    if not roomy:
+        raise NoNodeError("every follower is at capacity")
+    return _least_loaded(roomy, ledger, rng)
 
 
 def choose_rehome_host(
@@ -109,6 +114,8 @@ def choose_rehome_host(
     at least that version can resume it with an update instead of an init from the past.
     Capacity is a preference here, not a refusal: a live stream must land somewhere."""
     hosts = stream_hosts(cluster, exclude)
+    if not hosts:
+        raise NoNodeError("no ready follower to take the stream over")
     if since is not None:
         caught_up = [n for n in hosts if n.epoch == since[0] and n.applied >= since[1]]
         hosts = caught_up or hosts
@@ -146,8 +153,6 @@ def find(cluster: Cluster, node_id: str) -> NodeRecord | None:
 def _least_loaded(
     nodes: list[NodeRecord], ledger: PlacementLedger | None, rng: random.Random | None
 ) -> NodeRecord:
-    if not nodes:
-        raise NoNodeError("no follower with room for a new stream")
     loads: Mapping[str, int] = {n.node_id: load(n, ledger) for n in nodes}
     lowest = min(loads.values())
     # Ties broken at random: several proxies with the same view do not all pick one node.

@@ -8,9 +8,10 @@ for the lease to change hands and sends the write once more to whoever holds it 
 
 Repeating a write is only safe when it cannot be applied twice:
 - it never reached the old leader (connection refused): retried, with or without a key;
-- it may have reached it: retried only with an `Idempotency-Key`, which the leaders record
-  with the write's version, so the new leader answers the original version instead of
-  applying it again. Without a key the client gets a 502 saying the outcome is unknown.
+- it may have reached it (failed mid-request, or a 503): retried only with an
+  `Idempotency-Key`, which the leaders record with the write's version, so the new leader
+  answers the original version instead of applying it again. Without a key the client gets
+  the node's 503, or a 502 saying the outcome is unknown when the connection failed.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ class WriteForwarder:
         path = f"/v1/inputs/{segment(collection)}"
 
         holder, leader = await self._leader(lambda cluster: True)
-        failure = await self._attempt(leader, path, body, headers)
+        failure = await self._attempt(
+            leader, path, body, headers, retryable=idempotency_key is not None
+        )
         if isinstance(failure, Reply):
             return failure
         if failure.reached and idempotency_key is None:
@@ -61,13 +64,19 @@ class WriteForwarder:
         self._metrics.write_retries.inc()
         logger.info("retrying a write after leader %s failed: %s", leader.node_id, failure.reason)
         _, leader = await self._leader(lambda cluster: cluster.holder != holder)
-        second = await self._attempt(leader, path, body, headers)
+        second = await self._attempt(leader, path, body, headers, retryable=True)
         if isinstance(second, Reply):
             return second
         raise HttpError(503, f"the leader is unavailable: {second.reason}")
 
     async def _attempt(
-        self, leader: NodeRecord, path: str, body: bytes, headers: dict[str, str]
+        self,
+        leader: NodeRecord,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+        *,
+        retryable: bool,
     ) -> Reply | NodeUnavailableError:
         try:
             reply = await self._upstream.request(
@@ -76,8 +85,10 @@ class WriteForwarder:
         except NodeUnavailableError as err:
             self._metrics.upstream_errors.labels(leader.node_id).inc()
             return err
-        if reply.status == 503:
-            # Not acknowledged: a standby, or a leader that could not make the write durable.
+        if reply.status == 503 and retryable:
+            # Not acknowledged: a standby that lost the lease, or a leader that could not make
+            # the write durable. Only a keyed write is retried: without a key the node's own
+            # answer is relayed.
             self._metrics.upstream_errors.labels(leader.node_id).inc()
             text = reply.body[:200].decode(errors="replace")
             return NodeUnavailableError(leader.node_id, f"503 {text}", reached=True)

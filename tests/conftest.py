@@ -3,7 +3,8 @@
 Fixtures:
 - `redis_target` (session, parametrised `local` / `docker`): the server the suite runs against.
   Every test using a Redis fixture runs once per case; `docker` is skipped, with the reason,
-  when no Docker-compatible engine answers.
+  when no Docker-compatible engine answers. The `docker` cases carry the `containers` marker:
+  `make test-containers` runs them (`-m containers`) against the local engine.
 - `redis_url` (session): its URL, for tests that start `skiff` processes.
 - `keyspace` (function): a Keyspace under a service name unique to the test, so tests never see
   each other's keys, even on a shared `SKIFF_TEST_REDIS_URL` server.
@@ -28,6 +29,14 @@ from redis.asyncio import Redis
 
 from broker.keyspace import Keyspace
 from tests.redis_server import RedisTarget, ServerFactory, Skip, container_target, local_target
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The `docker` cases join the `containers` selection that `make test-containers` runs.
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("redis_target") == "docker":
+            item.add_marker(pytest.mark.containers)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session", params=["local", "docker"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Protocol
 
-from broker.commands import follower, inspect, leader, serve
+from broker.commands import follower, inspect, leader, proxy, serve
 
 
 class Command(Protocol):
@@ -27,6 +27,7 @@ COMMANDS: tuple[Command, ...] = (
     leader.COMMAND,
     follower.COMMAND,
     inspect.COMMAND,
+    proxy.COMMAND,
 )
 
 __all__ = ["COMMANDS", "Command"]

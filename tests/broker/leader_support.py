@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from redis.asyncio import Redis
 
-from broker import ServeConfig
+from broker import ServeConfig, SkiffClient
+from broker.client import StreamEvent
 from broker.codec import DeltaEntry, InputLogEntry, Meta
 from broker.fenced import read_meta
 from broker.keyspace import Keyspace, version_of
@@ -61,9 +61,7 @@ async def _healthy(node: LeaderNode) -> bool:
         return False
 
 
-async def patch(
-    url: str, collection: str, entries: Any, key: str | None = None
-) -> httpx.Response:
+async def patch(url: str, collection: str, entries: Any, key: str | None = None) -> httpx.Response:
     headers = {"Idempotency-Key": key} if key else {}
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
         return await http.patch(f"/v1/inputs/{collection}", json=entries, headers=headers)
@@ -95,5 +93,6 @@ async def meta_of(redis: Redis, keyspace: Keyspace) -> Meta:
     return meta
 
 
-def named(service: Service, keyspace: Keyspace) -> Service:
-    return dataclasses.replace(service, name=keyspace.service)
+def events(client: SkiffClient, stream_id: str) -> AsyncGenerator[StreamEvent, None]:
+    """A stream's events without reconnects (an async generator, for `aclosing`)."""
+    return cast(AsyncGenerator[StreamEvent, None], client.events(stream_id, reconnect=False))

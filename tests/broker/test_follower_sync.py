@@ -95,7 +95,9 @@ async def running(sync: MirrorSync) -> AsyncIterator[asyncio.Task[None]]:
 
 
 # -- bootstrap and tailing ---------------------------------------------------------------------
-async def test_bootstrap_from_snapshot_then_stream(leader: ScriptedLeader, sync: MirrorSync) -> None:
+async def test_bootstrap_from_snapshot_then_stream(
+    leader: ScriptedLeader, sync: MirrorSync
+) -> None:
     for n in range(5):
         await leader.write({"votes": [(f"a{n}", vote(n % 3, "ann"))]})
     await leader.take_snapshot()

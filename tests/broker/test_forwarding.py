@@ -20,10 +20,11 @@ from starlette.routing import Route
 
 from broker import ServeConfig
 from broker.follower import FollowerNode, follower_node
-from broker.forwarding import FORWARDED_HEADER, LeaderLocator, holder_node
+from broker.forwarding import FORWARDED_HEADER, LeaderAddress, LeaderLocator, holder_node
 from broker.keyspace import Keyspace
 from broker.node_record import NodeRecord
 from graph import Service
+from tests.broker.polling import eventually
 from tests.broker.scripted_leader import ScriptedLeader, now_ms
 from tests.broker.services import make_service
 
@@ -55,8 +56,7 @@ async def fake_leader() -> AsyncIterator[FakeLeader]:
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off"))
     task = asyncio.create_task(server.serve([sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: server.started)
     fake.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     yield fake
     server.should_exit = True
@@ -203,12 +203,15 @@ async def test_locator_caches_only_a_known_address(
     redis_client: Redis, keyspace: Keyspace, leader: ScriptedLeader
 ) -> None:
     locator = LeaderLocator(redis_client, keyspace, cache_s=60)
-    found: Any = await locator.leader()
-    assert (found.node_id, found.url) == ("lead-0", None)
+    term = leader.writer.lease.token if leader.writer else None
+
+    async def found() -> Any:
+        return await locator.leader()
+
+    assert await found() == LeaderAddress("lead-0", term, None)  # type: ignore[arg-type]
     await announce(redis_client, keyspace, "http://a")
-    found = await locator.leader()
-    assert (found.node_id, found.term, found.url) == ("lead-0", leader.writer.lease.token, "http://a")  # type: ignore[union-attr]
+    assert await found() == LeaderAddress("lead-0", term, "http://a")  # type: ignore[arg-type]
     await announce(redis_client, keyspace, "http://b")
-    assert (await locator.leader()).url == "http://a"  # type: ignore[union-attr]
+    assert (await found()).url == "http://a"
     locator.forget()
-    assert (await locator.leader()).url == "http://b"  # type: ignore[union-attr]
+    assert (await found()).url == "http://b"

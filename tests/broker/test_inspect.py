@@ -53,12 +53,15 @@ async def test_inspect_a_live_service(
         await leader.write({"votes": [(f"w{n}", vote(2, f"u{n}"))]})
     epoch, head = leader.epoch, leader.version
     config = ServeConfig(port=0, shutdown_timeout_s=1)
-    lead_beat = Heartbeat(redis_client, keyspace, "lead-0",
-                          lambda: record("lead-0", "leader", epoch, head, "http://lead:1"))  # fmt: skip
-    behind = Heartbeat(redis_client, keyspace, "f-behind",
-                       lambda: record("f-behind", "follower", epoch, head - 3, "http://fb:1"))  # fmt: skip
-    gone = Heartbeat(redis_client, keyspace, "f-gone",
-                     lambda: record("f-gone", "follower", epoch, 0, "http://fg:1"), ttl_ms=1001)  # fmt: skip
+
+    def beat(node: str, role: str, applied: int, ttl_ms: int = 3000) -> Heartbeat:
+        url = f"http://{node}:1"
+        current = record(node, role, epoch, applied, url)
+        return Heartbeat(redis_client, keyspace, node, lambda: current, ttl_ms=ttl_ms)
+
+    lead_beat = beat("lead-0", "leader", head)
+    behind = beat("f-behind", "follower", head - 3)
+    gone = beat("f-gone", "follower", 0, ttl_ms=1001)
     await gone.beat()
     async with (
         follower_node(service, config, redis_url=redis_url, node_id="f-live") as node,
@@ -68,6 +71,7 @@ async def test_inspect_a_live_service(
         await eventually(lambda: node.sync.applied == head)
         await eventually(lambda: redis_client.exists(keyspace.node("f-live")))
         await asyncio.sleep(1.1)  # the follower's next beat reports the applied head
+
         async def gone_expired() -> bool:
             return not await redis_client.exists(keyspace.node("f-gone"))
 

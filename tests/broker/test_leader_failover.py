@@ -117,15 +117,38 @@ async def test_a_standby_takes_over_a_silent_leader(
 
             # Thawed, it finds the lease taken and steps down to a standby.
             thawed.set()
+
             def stood_down() -> bool:
                 holder = a.status.holder
-                return a.leadership is None and holder is not None and holder.holder == b.lease.holder
+                taken = holder is not None and holder.holder == b.lease.holder
+                return a.leadership is None and taken
 
             await eventually(stood_down, within=5)
             assert a.role == "candidate"
             response = await patch(a.url or "", "votes", [["w11", vote(1, "u")]])
             assert response.status_code == 503
             assert (await meta_of(redis_client, keyspace)).head == 11
+
+
+async def test_a_fenced_append_makes_the_leader_step_down(
+    redis_url: str, redis_client: Redis, keyspace: Keyspace, service: Service
+) -> None:
+    async with candidate(redis_url, service, "a") as a:
+        lead = await leading(a)
+        assert (await patch(a.url or "", "votes", [["x", vote(1, "u")]])).status_code == 200
+        # Another holder now has the lease (as if this one had paused past its TTL).
+        usurper = LeaseRecord(lead.writer.lease.token + 1, "other/1-abc")
+        await redis_client.set(keyspace.lease, usurper.encode(), px=60_000)
+        started = time.monotonic()
+        response = await patch(a.url or "", "votes", [["y", vote(1, "u")]])
+        assert response.status_code == 503
+        assert response.json() == {"error": "not the leader any more (lost the lease)"}
+        await eventually(lambda: a.leadership is None, within=5)
+        assert time.monotonic() - started < 1.0  # at once, not at the next renewal
+        assert lead.lost == "the lease is held by other/1-abc"
+        assert await stream_versions(redis_client, keyspace.deltas) == [1]
+        refused = await patch(a.url or "", "votes", [["z", vote(1, "u")]])
+        assert refused.json() == {"error": "not the leader; leader is other at an unknown url"}
 
 
 async def test_a_stopped_leader_hands_over_at_once(

@@ -23,6 +23,9 @@ from tests.broker.leader_support import (
     patch,
     stream_versions,
 )
+from tests.broker.leader_support import (
+    events as events_of,
+)
 from tests.broker.polling import eventually
 from tests.broker.services import make_service
 from tests.redis_server import ServerFactory
@@ -52,7 +55,7 @@ async def test_after_flushall_the_leader_republishes_its_state_under_a_new_epoch
                 old_epoch = lead.epoch
                 async with SkiffClient(a.url or "") as client:
                     stream = await client.create_stream("top", {"limit": 5})
-                    async with aclosing(client.events(stream, reconnect=False)) as events:
+                    async with aclosing(events_of(client, stream)) as events:
                         first = await anext(events)
                         assert isinstance(first, Init) and first.run == old_epoch
 
@@ -110,7 +113,7 @@ async def test_a_redis_outage_refuses_writes_keeps_streams_and_resumes(
         before = await admin_state(url)
         async with SkiffClient(url) as client, httpx.AsyncClient(base_url=url) as http:
             stream = await client.create_stream("top", {"limit": 5})
-            async with aclosing(client.events(stream, reconnect=False)) as events:
+            async with aclosing(events_of(client, stream)) as events:
                 assert isinstance(await anext(events), Init)
                 await server.stop()
 

@@ -19,6 +19,7 @@ from broker.fenced import FencedWriter
 from broker.keyspace import Keyspace
 from broker.leader import Leadership
 from broker.leader_node import LeaderNode
+from broker.scripts import RedisCallError
 from graph import Engine, Service
 from tests.broker.helpers import vote
 from tests.broker.leader_support import (
@@ -31,8 +32,12 @@ from tests.broker.leader_support import (
     patch,
     stream_versions,
 )
+from tests.broker.leader_support import (
+    events as events_of,
+)
 from tests.broker.polling import eventually
 from tests.broker.services import make_service
+from tests.redis_server import stream_entries
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,9 +66,8 @@ async def test_a_write_is_in_both_streams_before_it_is_acknowledged(
     assert response.status_code == 200, response.text
     assert response.json() == {"version": 1}
     # Read right after the 200: nothing may still be on its way.
-    raw = await redis_client.xrange(keyspace.deltas, "1-0", "1-0")
-    assert len(raw) == 1
-    fields = raw[0][1]
+    [(entry_id, fields)] = await stream_entries(redis_client, keyspace.deltas)
+    assert entry_id == b"1-0"
     assert {b"version", b"epoch", b"term", b"c:scores"} <= set(fields)
     [delta] = await deltas(redis_client, keyspace)
     assert (delta.version, delta.epoch, delta.term) == (1, lead.epoch, lead.writer.lease.token)
@@ -125,7 +129,7 @@ async def test_the_leader_serves_its_resources_and_streams(leader: LeaderNode) -
     async with SkiffClient(url) as client:
         assert await client.snapshot("top", {"limit": 5}) == [(1, [1]), (2, [1])]
         stream = await client.create_stream("top", {"limit": 5})
-        async with aclosing(client.events(stream, reconnect=False)) as events:
+        async with aclosing(events_of(client, stream)) as events:
             first = await anext(events)
             assert isinstance(first, Init) and first.run == leader.leadership.epoch  # type: ignore[union-attr]
             await client.patch("votes", [("v9", vote(1, "ivy"))])
@@ -208,3 +212,45 @@ async def test_reads_wait_for_the_tick_held_open_by_an_append(
         reply = await snapshot
     assert reply.status_code == 200
     assert reply.json() == [[1, [1]], [2, [2]]]
+
+
+@pytest.mark.parametrize("landed", [True, False])
+async def test_an_append_whose_reply_was_lost_is_read_back(
+    leader: LeaderNode,
+    redis_client: Redis,
+    keyspace: Keyspace,
+    monkeypatch: pytest.MonkeyPatch,
+    landed: bool,
+) -> None:
+    """A timeout hides whether the append ran: the leader reads the delta back and commits the
+    write when it landed; otherwise it rolls back and answers 503 (not acknowledged)."""
+    lead = leader.leadership
+    assert lead is not None
+    real_append = FencedWriter.append
+    calls = 0
+
+    async def lost_reply(self: FencedWriter, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            if landed:
+                await real_append(self, *args, **kwargs)
+            raise RedisCallError("script append failed: Timeout reading", transient=True)
+        return await real_append(self, *args, **kwargs)
+
+    monkeypatch.setattr(FencedWriter, "append", lost_reply)
+    url = leader.url or ""
+    first = await patch(url, "votes", [["v12", vote(3, "lee")]])
+    if landed:
+        assert first.json() == {"version": 1}
+        assert lead.engine.version == 1
+    else:
+        assert first.status_code == 503, first.text
+        assert "not acknowledged" in first.json()["error"]
+        assert lead.engine.version == 0
+    await eventually(lambda: lead.ready()[0], within=5)
+    second = await patch(url, "votes", [["v13", vote(3, "max")]])
+    assert second.json() == {"version": 2 if landed else 1}
+    expected = [1, 2] if landed else [1]
+    assert await stream_versions(redis_client, keyspace.deltas) == expected
+    assert (await admin_state(url))["checksums"] == checksums(lead.engine)

@@ -1,0 +1,39 @@
+"""skiff's reverse proxy: one public endpoint in front of a leader and its followers.
+
+Membership comes from the nodes' heartbeats in Redis, streams from a registry in Redis, so
+proxies are stateless and several may run side by side. See proxy/app.py for the routes.
+"""
+
+from proxy.app import create_app
+from proxy.config import ProxyConfig
+from proxy.errors import (
+    HttpError,
+    InvalidStreamIdError,
+    NodeUnavailableError,
+    NoNodeError,
+    ProxyConfigError,
+    ProxyError,
+)
+from proxy.gateway import Gateway
+from proxy.membership import Cluster, Membership
+from proxy.registry import StreamRecord, StreamRegistry
+from proxy.server import RunningProxy, serve, serving
+
+__all__ = [
+    "Cluster",
+    "Gateway",
+    "HttpError",
+    "InvalidStreamIdError",
+    "Membership",
+    "NoNodeError",
+    "NodeUnavailableError",
+    "ProxyConfig",
+    "ProxyConfigError",
+    "ProxyError",
+    "RunningProxy",
+    "StreamRecord",
+    "StreamRegistry",
+    "create_app",
+    "serve",
+    "serving",
+]

@@ -1,0 +1,120 @@
+"""Running the proxy under uvicorn, with an ordered shutdown.
+
+Shutdown, in order: every relayed stream ends (its client reconnects, through the load balancer,
+to another proxy) so SSE responses do not pin uvicorn's graceful wait; uvicorn closes its
+listener, lets in-flight control requests finish (up to `shutdown_timeout_s`) and cancels the
+rest; the gateway then closes the node connections, membership and Redis. SIGTERM and SIGINT
+both do this; after SIGTERM the process exits 0 (the proxy holds no state worth a drain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import signal
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import FrameType
+
+import uvicorn
+from uvicorn.config import LOGGING_CONFIG
+
+from broker.redis_conn import redacted
+from proxy.app import create_app
+from proxy.config import ProxyConfig
+from proxy.errors import ProxyError
+from proxy.gateway import Gateway
+
+logger = logging.getLogger("skiff.proxy")
+
+
+class RunningProxy:
+    """A proxy that is serving at `url`."""
+
+    def __init__(
+        self, gateway: Gateway, url: str, server: uvicorn.Server, task: asyncio.Task[None]
+    ) -> None:
+        self.gateway = gateway
+        self.url = url
+        self._server = server
+        self._task = task
+
+    def stop(self) -> None:
+        """Begin the ordered shutdown (what SIGTERM does)."""
+        self._server.should_exit = True
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._task)
+
+
+@asynccontextmanager
+async def serving(
+    config: ProxyConfig, *, log_level: str | None = None, access_log: bool = False
+) -> AsyncIterator[RunningProxy]:
+    """Serve until the block exits (or a signal stops the server first)."""
+    async with Gateway(config) as gateway:
+        server = _ProxyServer(
+            uvicorn.Config(
+                create_app(gateway),
+                host=config.host,
+                port=config.port,
+                lifespan="off",
+                log_config=None if log_level is None else LOGGING_CONFIG,
+                log_level=log_level,
+                access_log=access_log,
+                timeout_graceful_shutdown=math.ceil(config.shutdown_timeout_s),
+            ),
+            gateway,
+        )
+        task = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise ProxyError(f"cannot listen on {config.host}:{config.port}")
+                await asyncio.sleep(0.005)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            yield RunningProxy(gateway, _url(config.host, port), server, task)
+        finally:
+            server.should_exit = True
+            await task
+
+
+async def serve(
+    config: ProxyConfig, *, log_level: str | None = "info", access_log: bool = False
+) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    async with serving(config, log_level=log_level, access_log=access_log) as proxy:
+        logger.info(
+            "skiff proxy serving on %s (redis %s, service %s)",
+            proxy.url,
+            redacted(config.redis_url),
+            proxy.gateway.keyspace.service if proxy.gateway.keyspace else "?",
+        )
+        await proxy.wait_closed()
+
+
+class _ProxyServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self._gateway = gateway
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM:
+            # Not recorded: uvicorn would re-raise it after serving, and a proxy told to stop
+            # has stopped successfully.
+            self.should_exit = True
+            return
+        super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._gateway.stop_streams()
+        await super().shutdown(sockets)
+
+
+def _url(host: str, port: int) -> str:
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
