@@ -78,6 +78,39 @@ def wide_service(keys: int) -> Service:
     )
 
 
+class Probe(Resource):
+    """One key of the `items` collection: a resource whose update marks a delta's arrival."""
+
+    def __init__(self, params: Any) -> None:
+        self.key = params["key"]
+
+    def instantiate(
+        self, collections: Mapping[str, EagerCollection], context: Context
+    ) -> EagerCollection:
+        return collections["items"].slice(self.key, self.key)
+
+
+def item_value(i: int) -> dict[str, Any]:
+    """About 100 bytes of JSON."""
+    return {"id": i, "name": f"item-{i:08d}", "tags": ["alpha", "beta"], "pad": "x" * 40}
+
+
+def items_service(keys: int) -> Service:
+    """`keys` items shared as they are: the replication benchmarks' state."""
+
+    def create(
+        inputs: Mapping[str, EagerCollection], context: Context
+    ) -> dict[str, EagerCollection]:
+        return {"items": inputs["items"]}
+
+    return Service(
+        name="bench-items",
+        inputs={"items": [(i, [item_value(i)]) for i in range(keys)]},
+        resources={"probe": Probe},
+        create_graph=create,
+    )
+
+
 def _bench_keys() -> int:
     import os
 
@@ -89,4 +122,6 @@ def __getattr__(name: str) -> Any:
     # SKIFF_BENCH_KEYS), so importing this module stays cheap.
     if name == "wide":
         return wide_service(_bench_keys())
+    if name == "items":
+        return items_service(_bench_keys())
     raise AttributeError(name)

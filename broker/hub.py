@@ -226,6 +226,15 @@ class Hub:
         for state in self._instances.values():
             state.restart(self._run, self._engine.version)
 
+    def drop_instances(self, reason: str) -> None:
+        """Release every instance, ending its readers and forgetting its stream ids (a follower
+        whose resources' user code cannot take a published change: replication comes first)."""
+        for state in list(self._instances.values()):
+            for reader in list(state.readers):
+                reader.close(reason)
+                state.readers.discard(reader)
+            self._drop(state)
+
     def _move_instances(self, engine: Engine) -> None:
         self._engine = engine
         moved: dict[int, InstanceState] = {}

@@ -1,27 +1,31 @@
 """MirrorSync: a follower's replication loop (bootstrap, tail, continuity checks, resync).
 
-States (`MirrorSync.state`):
+States (`MirrorSync.state`); every failure returns to the state that can make progress:
 
-    loading ──> tailing <──> resync (loading) ──> tailing
-       │          │  ▲
-       │          ▼  │
-       └──────> waiting / disconnected / stalled
+             ┌──────────── gap / trimmed / other epoch ◄──────────┐
+             ▼                                                     │
+    loading (snapshot) ──────────────────────────────────────► tailing
+       │  ▲                                                      │  ▲
+       ▼  │ meta back                                 error      ▼  │ Redis back
+     waiting (no meta / meta behind us)          disconnected / stalled
 
 - loading: read meta, load the shared part of its current snapshot at version V. The first time
   this creates the hub; later (a resync) it keeps every SSE client: in the same epoch the state
   becomes one ordinary tick at V (readers get the update bringing them there; when V <= applied
-  nothing is loaded and the stream is simply read again); in a new epoch a fresh engine replaces
-  the old one and the hub's run becomes the new epoch (readers get an init).
+  nothing is loaded and the stream is read again, still not ready); in a new epoch a fresh
+  engine replaces the old one and the hub's run becomes the new epoch (readers get an init).
 - tailing: one round trip per step reads meta and `XREAD BLOCK` from `<applied>-0` (exclusive).
   Every entry must be version applied+1 of our epoch; anything else (a gap, a trimmed position,
   an entry of another epoch, meta naming another epoch, versions published but not readable any
-  more) leads to a resync.
+  more) leads to a resync. Asking for a resync again without progress backs off.
 - waiting: meta is missing (not initialised yet, or Redis lost the data) or behind this node;
   the node keeps serving what it has until a leader republishes.
 - disconnected: a Redis call failed; retried with capped exponential backoff, resuming from the
   applied version (the version only moves by applying entry applied+1, so nothing is skipped or
   applied twice).
-- stalled: an entry could not be applied (user code of a resource raised); retried with backoff.
+- stalled: an entry cannot be applied (it names a collection the mirror lacks); retried with
+  backoff. (User code of a resource raising on an entry does not stall the mirror: the
+  follower's resource instances are dropped and the entry applied; see `_apply`.)
 
 The node is ready (/healthz 200) only while tailing.
 """
@@ -44,7 +48,7 @@ from broker.hub import Hub
 from broker.keyspace import Keyspace
 from broker.mirror_state import build_mirror, gc_paused, read_mirror_snapshot
 from broker.scripts import RedisCallError
-from graph import GraphError, Service
+from graph import GraphError, Service, TickResult, UserCodeError
 
 logger = logging.getLogger("skiff.broker")
 
@@ -221,7 +225,7 @@ class MirrorSync:
                     f"read {delta.version} of {delta.epoch}"
                 )
                 return
-            hub.publish(hub.engine.apply(delta.changes, version=delta.version))
+            hub.publish(self._apply(hub, delta))
             self.lag_ms = max(0, _now_ms() - delta.ts_ms)
         self.head = max(self.head, self.applied)
         if not entries and meta.head > self.applied:
@@ -234,6 +238,20 @@ class MirrorSync:
         if not entries:
             self.lag_ms = 0
         self._enter("tailing", "ok")
+
+    def _apply(self, hub: Hub, delta: DeltaEntry) -> TickResult:
+        try:
+            return hub.engine.apply(delta.changes, version=delta.version)
+        except UserCodeError as err:
+            # The mirror itself runs no user code: a resource instance's did. The version is
+            # published and must be applied; the instances go (their clients' reconnects get
+            # 404 and create their streams anew), the mirror moves on.
+            logger.error(
+                "user code of a resource raised on version %d (%s): dropping every resource "
+                "instance of this follower", delta.version, err,
+            )  # fmt: skip
+            hub.drop_instances("user code failed")
+            return hub.engine.apply(delta.changes, version=delta.version)
 
     def _want_resync(self, why: str) -> None:
         logger.info("follower resyncing: %s", why)

@@ -8,6 +8,8 @@ and the node's own loops retry with backoff.
 
 from __future__ import annotations
 
+import asyncio
+
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -38,3 +40,16 @@ def redacted(url: str) -> str:
     creds, _, host = rest.rpartition("@")
     user = creds.split(":", 1)[0]
     return f"{scheme}{sep}{user + ':' if user else ''}***@{host}"
+
+
+def honour_cancellation() -> None:
+    """Raise CancelledError if the current task was asked to cancel.
+
+    Call it after a Redis command in a loop that is stopped by cancelling its task. On Python
+    3.11 redis-py sends commands under `asyncio.wait_for`, which loses a cancellation that lands
+    as the send completes (CPython gh-86296, fixed in 3.12): the command returns normally, the
+    task stays marked as cancelling, and a `while True` loop would never stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

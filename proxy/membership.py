@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from broker.codec import CodecError, LeaseRecord
 from broker.keyspace import Keyspace
 from broker.node_record import NodeRecord
+from broker.redis_conn import honour_cancellation
 from proxy.errors import ProxyError
 
 logger = logging.getLogger("skiff.proxy")
@@ -149,15 +150,12 @@ class Membership:
             started = time.monotonic()
             try:
                 await self.refresh()
-                t = asyncio.current_task()
-                if t.cancelling():
-                    import sys, traceback
-                    print("SWALLOWED in refresh", file=sys.stderr)
                 self._failing = 0
             except ProxyError as err:
                 self._failing += 1
                 level = logging.WARNING if self._failing == 1 else logging.DEBUG
                 logger.log(level, "%s (keeping the last view)", err)
+            honour_cancellation()
             await asyncio.sleep(max(0.0, self._interval_s - (time.monotonic() - started)))
 
     async def _publish(self, cluster: Cluster) -> None:

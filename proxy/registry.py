@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from broker.codec import CodecError, loads
 from broker.json_bytes import dumps
 from broker.keyspace import Keyspace
+from broker.redis_conn import honour_cancellation
 from proxy.errors import ProxyError
 
 Json = Any
@@ -220,3 +221,4 @@ class KeepAlive:
                 await self._registry.touch_many(list(self._held))
             except RegistryError as err:
                 logger.warning("cannot refresh stream records: %s", err)
+            honour_cancellation()

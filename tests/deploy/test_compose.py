@@ -219,6 +219,7 @@ async def _scenario(
     tasks: set[asyncio.Task[None]],
 ) -> None:
     await project.up(followers=2)
+    steps.log(f"podman-compose up: project {project.name}, proxy on 127.0.0.1:{port}")
     view = await wait_for_cluster(http, followers=2)
     steps.log(f"up: leader {view['leader']}, followers {serving_followers(view)}")
 

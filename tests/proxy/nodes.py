@@ -21,6 +21,7 @@ from broker import Hub, RunningNode, ServeConfig
 from broker.heartbeat import Heartbeat, now_ms
 from broker.keyspace import Keyspace
 from broker.node_record import NodeRecord, NodeRole
+from broker.redis_conn import honour_cancellation
 from broker.serve import serving
 from graph import Engine
 from proxy import ProxyConfig, RunningProxy
@@ -93,6 +94,7 @@ class TestNode:
         while True:
             await asyncio.sleep(BEAT_S)
             await self.heartbeat.beat()
+            honour_cancellation()
 
     async def _stop_beating(self) -> None:
         task, self._beat_task = self._beat_task, None
