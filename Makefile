@@ -1,4 +1,6 @@
 # Two commands for a newcomer: `make dev` and `make test`. Both bootstrap .venv on first use.
+# `make dev` runs the whole cluster (Valkey, a leader, 2 followers, the proxy) behind one URL;
+# SERVICE=module:service runs another service, PORT=n moves the URL.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 dev: $(STAMP)
-	$(BIN)/skiff serve examples.hackernews:service --port $${PORT:-8080}
+	$(BIN)/skiff dev $(SERVICE)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -13,12 +13,13 @@ import asyncio
 import random
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from bench.endpoints import Endpoint
 from bench.procs import free_port, skiff
-from bench.rawhttp import RawConnection, SseReader
 from bench.report import print_table, write_json
 from bench.workloads import GROUPS
 
@@ -28,31 +29,26 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
-async def open_top_stream(port: int) -> SseReader:
-    conn = await RawConnection.open("127.0.0.1", port)
-    resp = await conn.request("POST", "/v1/streams/top", b'{"limit": 10}')
-    assert resp.status == 201, resp
-    stream_id = resp.body.decode()
-    await conn.close()
-    sse = await SseReader.open("127.0.0.1", port, f"/v1/streams/{stream_id}")
-    kind, _, _ = await sse.event()
-    assert kind == "init"
-    return sse
+Entries = list[list[Any]]
 
 
-async def latency(port: int, writes: int) -> list[float]:
-    """Each write raises one group's total past all others, so every write changes the top 10."""
-    sse = await open_top_stream(port)
-    conn = await RawConnection.open("127.0.0.1", port)
+async def write_to_sse(
+    endpoint: Endpoint,
+    resource: str,
+    params: Any,
+    collection: str,
+    make_write: Callable[[int], Entries],
+    writes: int,
+) -> list[float]:
+    """Seconds from sending write n (`make_write(n)`, which must change the resource) to reading
+    the SSE update it causes, for n in range(writes)."""
+    sse = await endpoint.subscribe(resource, params)
+    conn = await endpoint.control()
     samples = []
     for n in range(writes):
-        # Strictly increasing by more than any group total differs: the written group becomes
-        # the new first entry of the top 10 every time.
-        value = 10**9 + n * 10**7
-        key = n % 50
-        body = orjson.dumps([[key, [{"g": key % GROUPS, "v": value}]]])
+        body = orjson.dumps(make_write(n))
         t0 = time.perf_counter()
-        conn.send("PATCH", "/v1/inputs/events", body)
+        conn.send("PATCH", f"/v1/inputs/{collection}", body)
         while True:
             kind, _, data = await asyncio.wait_for(sse.event(), 10)
             if kind == "update" and data != b"[]":
@@ -65,10 +61,18 @@ async def latency(port: int, writes: int) -> list[float]:
     return samples
 
 
-async def throughput(
-    port: int, keys: int, seconds: float, batch: int, conns: int
+async def ingest(
+    endpoint: Endpoint,
+    resource: str,
+    params: Any,
+    collection: str,
+    make_batch: Callable[[random.Random], Entries],
+    seconds: float,
+    conns: int,
 ) -> dict[str, Any]:
-    sse = await open_top_stream(port)
+    """Key updates/s from `conns` connections PATCHing `make_batch(rng)` back to back for
+    `seconds`, while one subscriber follows the live resource."""
+    sse = await endpoint.subscribe(resource, params)
     updates = 0
 
     async def follow() -> None:
@@ -84,15 +88,12 @@ async def throughput(
     async def writer(seed: int) -> None:
         nonlocal written
         rng = random.Random(seed)
-        conn = await RawConnection.open("127.0.0.1", port)
+        conn = await endpoint.control()
         while time.perf_counter() < deadline:
-            entries = []
-            for _ in range(batch):
-                i = rng.randrange(keys)
-                entries.append([i, [{"g": i % GROUPS, "v": rng.randrange(10**6)}]])
-            resp = await conn.request("PATCH", "/v1/inputs/events", orjson.dumps(entries))
+            entries = make_batch(rng)
+            resp = await conn.request("PATCH", f"/v1/inputs/{collection}", orjson.dumps(entries))
             assert resp.status == 200, resp
-            written += batch
+            written += len(entries)
         await conn.close()
 
     start = time.perf_counter()
@@ -101,6 +102,39 @@ async def throughput(
     follower.cancel()
     await sse.conn.close()
     return {"keys_per_s": written / elapsed, "sse_updates": updates, "seconds": elapsed}
+
+
+def wide_top_write(n: int) -> Entries:
+    """Raises one group's total past all others (strictly increasing by more than any group
+    total differs), so the written group becomes the new first entry of the top 10 every time."""
+    key = n % 50
+    return [[key, [{"g": key % GROUPS, "v": 10**9 + n * 10**7}]]]
+
+
+def wide_batch(keys: int, batch: int) -> Callable[[random.Random], Entries]:
+    def make(rng: random.Random) -> Entries:
+        entries = []
+        for _ in range(batch):
+            i = rng.randrange(keys)
+            entries.append([i, [{"g": i % GROUPS, "v": rng.randrange(10**6)}]])
+        return entries
+
+    return make
+
+
+async def wide_figures(
+    endpoint: Endpoint, keys: int, writes: int, seconds: float, batch: int, conns: int
+) -> dict[str, Any]:
+    """The wide graph's write→SSE latency samples and ingest throughput on one endpoint."""
+    top = {"limit": 10}
+    lat = await write_to_sse(endpoint, "top", top, "events", wide_top_write, writes)
+    thr = await ingest(endpoint, "top", top, "events", wide_batch(keys, batch), seconds, conns)
+    return {
+        "latency_ms": [x * 1e3 for x in lat],
+        "latency_p50_ms": statistics.median(lat) * 1e3,
+        "latency_p99_ms": pct(lat, 0.99) * 1e3,
+        "throughput_keys_per_s": thr["keys_per_s"],
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -121,13 +155,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         env={"SKIFF_BENCH_KEYS": str(args.keys)},
         ready_url=url,
     ):
-        lat = asyncio.run(latency(port, args.writes))
-        thr = asyncio.run(throughput(port, args.keys, args.seconds, args.batch, args.conns))
+        endpoint = Endpoint.single("skiff", port)
+        figures = asyncio.run(
+            wide_figures(endpoint, args.keys, args.writes, args.seconds, args.batch, args.conns)
+        )
     result = {
         "keys": args.keys,
-        "latency_p50_ms": statistics.median(lat) * 1e3,
-        "latency_p99_ms": pct(lat, 0.99) * 1e3,
-        "throughput_keys_per_s": thr["keys_per_s"],
+        "latency_p50_ms": figures["latency_p50_ms"],
+        "latency_p99_ms": figures["latency_p99_ms"],
+        "throughput_keys_per_s": figures["throughput_keys_per_s"],
         "batch": args.batch,
         "conns": args.conns,
     }
@@ -137,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ("graph keys", f"{args.keys:,}"),
             ("write→SSE p50 (ms)", f"{result['latency_p50_ms']:.2f}"),
             ("write→SSE p99 (ms)", f"{result['latency_p99_ms']:.2f}"),
-            (f"ingest, {args.batch}-key PATCH (keys/s)", f"{thr['keys_per_s']:,.0f}"),
+            (f"ingest, {args.batch}-key PATCH (keys/s)", f"{result['throughput_keys_per_s']:,.0f}"),
         ],
     )
     write_json("http", result)

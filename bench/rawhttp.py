@@ -78,10 +78,16 @@ class RawConnection:
 
 
 class SseReader:
-    """Reads events from an open SSE response on a raw connection."""
+    """Reads events from an open SSE response on a raw connection.
 
-    def __init__(self, conn: RawConnection) -> None:
+    Undoes chunked transfer encoding when the server uses it: Skip's server (Express) writes an
+    event's `event:`, `id:` and `data:` lines as separate chunks, so chunk framing must not be
+    mistaken for the blank line that ends an event."""
+
+    def __init__(self, conn: RawConnection, chunked: bool = False) -> None:
         self.conn = conn
+        self.chunked = chunked
+        self._buffer = bytearray()
 
     @classmethod
     async def open(
@@ -95,19 +101,41 @@ class SseReader:
         status = int((await conn.reader.readline()).split()[1])
         if status != 200:
             raise RuntimeError(f"stream answered {status}")
-        while (await conn.reader.readline()) not in (b"\r\n", b""):
-            pass
-        return cls(conn)
+        chunked = False
+        while (line := await conn.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "transfer-encoding" and "chunked" in value.lower():
+                chunked = True
+        return cls(conn, chunked)
+
+    async def _fill(self) -> None:
+        reader = self.conn.reader
+        if not self.chunked:
+            data = await reader.read(65536)
+        else:
+            size_line = await reader.readline()
+            if not size_line:
+                data = b""
+            else:
+                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                data = await reader.readexactly(size) if size else b""
+                await reader.readline()
+        if not data:
+            raise ConnectionError("stream closed")
+        self._buffer += data
+
+    async def _line(self) -> bytes:
+        while (end := self._buffer.find(b"\n")) < 0:
+            await self._fill()
+        line = bytes(self._buffer[:end]).rstrip(b"\r")
+        del self._buffer[: end + 1]
+        return line
 
     async def event(self) -> tuple[str, str, bytes]:
-        """(event, id, data) of the next event; chunked framing lines are skipped."""
+        """(event, id, data) of the next event."""
         kind, ident, data = "", "", b""
-        reader = self.conn.reader
         while True:
-            line = await reader.readline()
-            if not line:
-                raise ConnectionError("stream closed")
-            line = line.rstrip(b"\r\n")
+            line = await self._line()
             if line.startswith(b"event:"):
                 kind = line[6:].strip().decode()
             elif line.startswith(b"id:"):

@@ -122,6 +122,34 @@ async def stream_memory(redis_url: str) -> dict[str, float]:
         await redis.aclose()
 
 
+async def bootstrap_curve(sizes: list[int], trials: int) -> list[dict[str, Any]]:
+    """Follower bootstrap time (median of `trials`) for each state size, one leader per size."""
+    from bench.cluster import cluster
+
+    rows = []
+    for size in sizes:
+        async with cluster("bench.workloads:items", "bench-items", size, followers=0) as c:
+            boot = await asyncio.to_thread(bootstrap_seconds, c.redis_url, trials)
+        rows.append({"keys": size, "bootstrap_s": boot, "median_s": statistics.median(boot)})
+    return rows
+
+
+async def lag_curve(keys: int, rates: list[int], seconds: float) -> dict[str, Any]:
+    """Write→SSE through a follower at a trickle, then replication lag at each key rate."""
+    from bench.cluster import cluster
+
+    out: dict[str, Any] = {"keys": keys, "rates": {}}
+    async with cluster("bench.workloads:items", "bench-items", keys, followers=1) as c:
+        lport, fport = c.leader.control_port, c.followers[0].control_port
+        single = await lag(lport, fport, keys, rate=50, batch=1, seconds=seconds / 2)
+        out["write_sse_via_follower_ms"] = [x * 1e3 for x in single]
+        for rate in rates:
+            lags = await lag(lport, fport, keys, rate=rate, batch=100, seconds=seconds)
+            out["rates"][str(rate)] = [x * 1e3 for x in lags]
+        out["redis"] = await stream_memory(c.redis_url)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--keys", type=int, default=1_000_000)

@@ -17,6 +17,7 @@ Error mapping (every 4xx body is `{"error": "<message>"}`):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -36,6 +37,7 @@ from broker.errors import ApiError, DrainingError, StreamIdConflictError, Unknow
 from broker.hub import Hub
 from broker.json_bytes import dumps
 from broker.role import LocalRole, NodeRole
+from broker.sse import parse_event_id
 from broker.stream_response import ReaderResponse
 from graph import (
     CycleError,
@@ -66,6 +68,9 @@ _STATUS: dict[type[Exception], int] = {
     DrainingError: 503,
     StreamIdConflictError: 409,
 }
+
+# How long a resuming reader may wait for this node to apply the version it last saw.
+_CATCH_UP_S = 2.0
 
 #: Header by which the proxy creates a stream under an id of its choosing (see proxy/streams.py).
 STREAM_ID_HEADER = "X-Skiff-Stream-Id"
@@ -166,9 +171,10 @@ class _Endpoints:
     async def open_stream(self, request: Request) -> Response:
         if not _accepts_event_stream(request.headers.get("accept", "")):
             raise ApiError(406, "streams are served as text/event-stream only")
-        reader = self._hub.subscribe(
-            request.path_params["stream_id"], request.headers.get("last-event-id")
-        )
+        last_event_id = request.headers.get("last-event-id")
+        if last_event_id is not None:
+            await _catch_up(self._hub, last_event_id)
+        reader = self._hub.subscribe(request.path_params["stream_id"], last_event_id)
         return ReaderResponse(self._hub, reader, self._config)
 
     async def snapshot(self, request: Request) -> Response:
@@ -192,6 +198,24 @@ class _Endpoints:
             return
         if not bearer_matches(request.headers.get("authorization", ""), self._token):
             raise ApiError(401, "missing or invalid control token")
+
+
+async def _catch_up(hub: Hub, last_event_id: str) -> None:
+    """Wait (briefly) until this node has applied the version a resuming client last saw.
+
+    A client re-homed by the proxy, or sent to another follower, may have seen a version this
+    follower has not applied yet (followers lag the leader by milliseconds). Answering at once
+    would send it an init from its past; waiting lets it resume with an update instead."""
+    since = parse_event_id(last_event_id)
+    if since is None:
+        return
+    run, version = since
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _CATCH_UP_S
+    # Polled: versions advance in several places (ticks, resyncs) and only this rare path,
+    # a resume that is ahead of the node, needs to hear about it.
+    while hub.run == run and hub.engine.version < version and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.002)
 
 
 def _accepts_event_stream(accept: str) -> bool:

@@ -187,7 +187,10 @@ async def _office(ctx: LeaderContext, record: LeaseRecord) -> Leadership:
     """The state of a candidate that just won `record`: a new keyspace, or rebuilt."""
     meta = await read_meta(ctx.redis, ctx.keyspace)
     if meta is None:
-        lead = Leadership(ctx, Engine.for_service(ctx.service), "", record, 0)
+        # Building a large initial state takes seconds of CPU: off the event loop, so the
+        # renewals keep the lease meanwhile.
+        engine = await asyncio.to_thread(Engine.for_service, ctx.service)
+        lead = Leadership(ctx, engine, "", record, 0)
         async with lead.lock:
             await lead.new_epoch(None)
         return lead

@@ -8,6 +8,7 @@ versions it has not applied (an append whose outcome it could not see).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -84,6 +85,14 @@ async def replay(
     return applied
 
 
+def _seed(service: Service, version: int) -> Engine:
+    engine = Engine.for_service(service)
+    if version > 0:
+        # An empty tick moves the engine to the snapshot's version.
+        engine.apply({}, version=version)
+    return engine
+
+
 async def rebuild(redis: Redis, keyspace: Keyspace, service: Service, meta: Meta) -> Engine:
     """A leader's engine at `meta.head`: the snapshot's input part, then the log after it."""
     manifest = await read_manifest(redis, keyspace, meta.epoch, meta.snapshot)
@@ -95,10 +104,9 @@ async def rebuild(redis: Redis, keyspace: Keyspace, service: Service, meta: Meta
         service, inputs={name: inputs.get(name, []) for name in service.input_names}
     )
     try:
-        engine = Engine.for_service(seeded)
-        if manifest.version > 0:
-            # An empty tick moves the engine to the snapshot's version.
-            engine.apply({}, version=manifest.version)
+        # Seconds of CPU for a large state: in a worker thread, so the event loop keeps renewing
+        # the lease (nothing else can see this engine yet).
+        engine = await asyncio.to_thread(_seed, seeded, manifest.version)
     except GraphError as err:
         raise RebuildError(f"the snapshot's inputs do not load: {err}") from err
     count = await replay(engine, redis, keyspace, meta.head)

@@ -9,27 +9,37 @@ and the node's own loops retry with backoff.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from broker.errors import ConfigError
 
 
-def connect(url: str, *, timeout_s: float = 2.0) -> Redis:
-    """A bytes-mode client for `url` that fails fast (no hidden retries)."""
+def connect(url: str, *, timeout_s: float = 2.0, pool_size: int | None = None) -> Redis:
+    """A bytes-mode client for `url` that fails fast (no hidden retries).
+
+    `pool_size` bounds its connections, and a call finding them all busy waits (up to
+    `timeout_s`) for one instead of failing with "Too many connections": for a process making
+    many concurrent calls, like the proxy under a burst of stream creations."""
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"a Redis URL starts with redis://, rediss:// or unix://, got {url!r}")
-    return Redis.from_url(
-        url,
-        decode_responses=False,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        health_check_interval=0,
+    options: dict[str, Any] = {
+        "decode_responses": False,
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "retry": Retry(NoBackoff(), 0),
+        "retry_on_timeout": False,
+        "health_check_interval": 0,
+    }
+    if pool_size is None:
+        return Redis.from_url(url, **options)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=pool_size, timeout=timeout_s, **options
     )
+    return Redis(connection_pool=pool)
 
 
 def redacted(url: str) -> str:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("skiff.broker")
 
 _POLL_S: Final = 0.5
+_YIELD_EVERY: Final = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +50,24 @@ class StateCapture:
     shared: dict[str, list[Entry]]
 
 
-def capture(engine: Engine) -> StateCapture:
-    """Copy the engine's collections; call it between ticks."""
+async def capture(engine: Engine) -> StateCapture:
+    """Copy the engine's collections; call it holding the write lock (no tick can run).
+
+    A million keys take a second or two to copy: the copy yields to the event loop every few
+    thousand entries so lease renewals, heartbeats and SSE keep going meanwhile."""
+
+    async def copy(name: str) -> list[Entry]:
+        out: list[Entry] = []
+        for n, entry in enumerate(engine.collection_items(name)):
+            out.append(entry)
+            if n % _YIELD_EVERY == _YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+        return out
+
     return StateCapture(
         engine.version,
-        {name: list(engine.collection_items(name)) for name in engine.input_names},
-        {name: list(engine.collection_items(name)) for name in engine.shared_names},
+        {name: await copy(name) for name in engine.input_names},
+        {name: await copy(name) for name in engine.shared_names},
     )
 
 
@@ -93,7 +106,7 @@ async def start_epoch(
     ticks, holding the write lock); returns (epoch, version). `replaces`: the meta read
     before (None when the keyspace has none)."""
     epoch = new_epoch()
-    state = capture(engine)
+    state = await capture(engine)
     await stage_capture(ctx, state, epoch, writer.lease.token)
     now = _now_ms()
     meta = Meta(
@@ -148,7 +161,7 @@ class Snapshotter:
         async with lead.lock:
             if not lead.writable or lead.engine.version <= lead.snapshot_version:
                 return None
-            state = capture(lead.engine)
+            state = await capture(lead.engine)
             epoch, replaces = lead.epoch, lead.snapshot_version
         self._last_s = time.monotonic()
         started = time.perf_counter()

@@ -78,7 +78,7 @@ class ProxyConfig:
 
     @classmethod
     def from_env(
-        cls, redis_url: str, environ: Mapping[str, str] | None = None, **options: Any
+        cls, redis_url: str, *, environ: Mapping[str, str] | None = None, **options: Any
     ) -> ProxyConfig:
         """A config whose secrets and deployment settings come from the environment:
         `SKIFF_CONTROL_TOKEN` (never from the command line, where `ps` would show it) and

@@ -35,6 +35,10 @@ logger = logging.getLogger("skiff.proxy")
 
 _C = TypeVar("_C")
 
+# Concurrent Redis calls of one proxy: a burst of stream creations waits for a connection
+# rather than failing.
+_REDIS_POOL = 64
+
 
 class Gateway:
     def __init__(self, config: ProxyConfig) -> None:
@@ -89,7 +93,11 @@ class Gateway:
     async def __aenter__(self) -> Gateway:
         config = self.config
         try:
-            redis = self._redis = connect(config.redis_url)
+            redis = self._redis = connect(
+                config.redis_url, timeout_s=config.connect_timeout_s, pool_size=_REDIS_POOL
+            )
+            # aclose() leaves a pool it was handed open: close both.
+            self._stack.push_async_callback(redis.connection_pool.disconnect)
             self._stack.push_async_callback(redis.aclose)
             service = config.service or await _discover(redis)
             self.keyspace = keyspace = Keyspace(service)

@@ -101,6 +101,7 @@ class StreamService:
                 await self._registry.put(stream_id, record, digest)
             except RegistryError as err:
                 # Unregistered, the stream could not outlive its follower: refuse it.
+                logger.warning("%s", err)
                 await self._forget_on(node, stream_id)
                 raise HttpError(503, "the stream registry is unavailable") from err
             self._ledger.add(node.node_id)
@@ -261,6 +262,7 @@ async def _registry_call(awaitable: Awaitable[_T]) -> _T:
     try:
         return await awaitable
     except RegistryError as err:
+        logger.warning("%s", err)
         raise HttpError(503, "the stream registry is unavailable") from err
 
 

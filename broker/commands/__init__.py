@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Protocol
 
-from broker.commands import follower, inspect, leader, proxy, serve
+from broker.commands import dev, follower, inspect, leader, proxy, serve
 
 
 class Command(Protocol):
@@ -28,6 +28,7 @@ COMMANDS: tuple[Command, ...] = (
     follower.COMMAND,
     inspect.COMMAND,
     proxy.COMMAND,
+    dev.COMMAND,
 )
 
 __all__ = ["COMMANDS", "Command"]

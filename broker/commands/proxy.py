@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from broker.errors import BrokerError
 from proxy import ProxyConfig, ProxyError, serve
@@ -61,7 +62,7 @@ class ProxyCommand:
     def run(self, args: argparse.Namespace) -> int:
         if not args.redis:
             raise SystemExit("skiff: --redis URL (or SKIFF_REDIS_URL) is required")
-        options: dict[str, object] = {
+        options: dict[str, Any] = {
             "service": args.service or None,
             "host": args.host,
             "port": args.port,

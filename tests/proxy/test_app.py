@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from broker.client import SkiffClient
 from broker.codec import LeaseRecord
 from broker.keyspace import Keyspace
-from proxy import ProxyConfig, RunningProxy
+from proxy import RunningProxy
 from proxy.registry import StreamRecord
 from proxy.stream_ids import mint, parse
 from tests.broker.helpers import vote
@@ -31,8 +31,8 @@ async def until_serving(proxy: RunningProxy, count: int) -> None:
     assert found is not None, "nodes did not join"
 
 
-async def first_chunk(response: httpx.Response) -> bytes:
-    async for chunk in response.aiter_raw():
+async def next_chunk(chunks: AsyncIterator[bytes]) -> bytes:
+    async for chunk in chunks:
         if chunk:
             return chunk
     raise AssertionError("the stream ended")
@@ -125,17 +125,16 @@ async def test_stream_bytes_pass_through_unchanged(
         assert proxied.status_code == 200
         assert proxied.headers["content-type"].startswith("text/event-stream")
         assert proxied.headers["x-accel-buffering"] == "no"
-        assert await first_chunk(proxied) == await first_chunk(original)
+        proxied_chunks, original_chunks = proxied.aiter_raw(), original.aiter_raw()
+        assert await next_chunk(proxied_chunks) == await next_chunk(original_chunks)
         node.hub.apply({"votes": [("v9", vote(2, "zed"))]})
         # Each event is flushed on its own: it arrives while the stream stays open.
-        update = await asyncio.wait_for(first_chunk(proxied), 2)
-        assert update == await first_chunk(original)
+        update = await asyncio.wait_for(next_chunk(proxied_chunks), 2)
+        assert update == await next_chunk(original_chunks)
         assert update.startswith(b"event: update\nid: run-1/1\n")
 
 
-async def test_last_event_id_is_passed_through(
-    proxy: RunningProxy, start_node: StartNode
-) -> None:
+async def test_last_event_id_is_passed_through(proxy: RunningProxy, start_node: StartNode) -> None:
     node = await start_node("f-0")
     await until_serving(proxy, 1)
     async with SkiffClient(proxy.url) as client:
@@ -219,9 +218,7 @@ async def test_writes_go_to_the_lease_holder(
     assert bad.status_code == 404
 
 
-async def test_body_size_limit(
-    redis_url: str, keyspace: Keyspace, start_node: StartNode
-) -> None:
+async def test_body_size_limit(redis_url: str, keyspace: Keyspace, start_node: StartNode) -> None:
     await start_node("f-0")
     async with (
         running_proxy(proxy_config(redis_url, keyspace, max_body_bytes=64)) as proxy,
@@ -272,16 +269,3 @@ async def test_admin_nodes_view(
     body = (await http.get("/v1/admin/nodes")).json()
     assert [n["node_id"] for n in body["nodes"]] == ["f-0"]
     assert body["nodes"][0]["serving"] is True
-
-
-@pytest.fixture
-def proxy_token_config(redis_url: str, keyspace: Keyspace) -> ProxyConfig:
-    return proxy_config(redis_url, keyspace, control_token="sekrit")
-
-
-@pytest.fixture
-async def token_proxy(
-    proxy_token_config: ProxyConfig, start_node: StartNode
-) -> AsyncIterator[RunningProxy]:
-    async with running_proxy(proxy_token_config) as proxy:
-        yield proxy

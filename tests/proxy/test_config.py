@@ -55,10 +55,10 @@ def test_rejected_url_is_not_echoed() -> None:
 
 def test_from_env() -> None:
     env = {"SKIFF_CONTROL_TOKEN": "tok", "SKIFF_CORS_ORIGINS": "https://a.example, http://b:3000"}
-    config = ProxyConfig.from_env(URL, env, port=9000)
+    config = ProxyConfig.from_env(URL, environ=env, port=9000)
     assert config.control_token == "tok"
     assert config.cors_origins == ("https://a.example", "http://b:3000")
     assert config.port == 9000
-    assert ProxyConfig.from_env(URL, {}).control_token is None
+    assert ProxyConfig.from_env(URL, environ={}).control_token is None
     # An explicit option wins over the environment.
-    assert ProxyConfig.from_env(URL, env, cors_origins=("*",)).cors_origins == ("*",)
+    assert ProxyConfig.from_env(URL, environ=env, cors_origins=("*",)).cors_origins == ("*",)
