@@ -243,13 +243,16 @@ def plan(costs: Costs, keys_per_s: float, batch: int, instances_events: float,
     over all subscribers (writes reaching an instance x its subscribers), `streams` open."""
     v = keys_per_s / batch
     leader = v * costs.leader_per_version + keys_per_s * costs.leader_per_key
-    apply = costs.follower_idle + v * costs.follower_per_version + keys_per_s * costs.follower_per_key
+    apply = (
+        costs.follower_idle + v * costs.follower_per_version + keys_per_s * costs.follower_per_key
+    )
     room = utilisation - apply
     followers = None if room <= 0 else max(1, -(-instances_events * costs.sse_per_event // room))
     proxy_cpu = instances_events * costs.event_bytes * costs.proxy_per_byte
     proxies = max(1, -(-proxy_cpu // utilisation))
     redis_one = v * costs.redis_per_version + keys_per_s * costs.redis_per_key
-    redis = redis_one * ((1 - costs.redis_reader_share) + (followers or 1) * costs.redis_reader_share)
+    share = costs.redis_reader_share
+    redis = redis_one * ((1 - share) + (followers or 1) * share)
     return {
         "leader_cpu": leader,
         "follower_apply_cpu": apply,

@@ -107,17 +107,15 @@ class WriteForwarder:
         passed = {name: headers[name] for name in _PASSED_HEADERS if name in headers}
         passed[FORWARDED_HEADER] = self._node_id
         tried: str | None = None
-        while True:
+        for _ in range(2):
             leader = await self._leader()
             if leader.url is None or leader.url == tried:
-                if tried is not None:
-                    raise ApiError(503, f"leader {leader.node_id} at {tried} is unreachable")
-                raise ApiError(503, f"no leader: {leader.node_id} has no known address")
+                break
             try:
                 reply = await self._client.patch(
                     leader.url.rstrip("/") + path, content=body, headers=passed
                 )
-            except httpx.ConnectError as err:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as err:
                 # Nothing was sent: safe to try the new lease holder, if the lease moved.
                 logger.info(
                     "leader %s at %s refused the write: %s", leader.node_id, leader.url, err
@@ -139,6 +137,9 @@ class WriteForwarder:
                 status_code=reply.status_code,
                 media_type=reply.headers.get("content-type"),
             )
+        if tried is not None:
+            raise ApiError(503, f"leader {leader.node_id} at {tried} is unreachable")
+        raise ApiError(503, f"no leader: {leader.node_id} has no known address")
 
     async def _leader(self) -> LeaderAddress:
         try:

@@ -112,6 +112,7 @@ class Gateway:
                 token=config.control_token,
                 connect_timeout_s=config.connect_timeout_s,
                 request_timeout_s=config.request_timeout_s,
+                observe=lambda method, s: self.metrics.upstream_seconds.labels(method).observe(s),
             )
             self._stack.push_async_callback(self._upstream.aclose)
             self._streams = StreamService(self._membership, registry, self._upstream, self.metrics)

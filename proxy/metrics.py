@@ -22,8 +22,8 @@ class ProxyMetrics:
         )
         self.upstream_seconds = Histogram(
             "skiff_proxy_upstream_seconds",
-            "time for a node to answer a control request",
-            ["route"],
+            "time for a node to answer a control request, by method",
+            ["method"],
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
             registry=registry,
         )

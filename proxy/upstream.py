@@ -9,7 +9,8 @@ nodes require the token for proxy-chosen stream ids.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote
@@ -45,7 +46,10 @@ class Upstream:
         connect_timeout_s: float,
         request_timeout_s: float,
         transport: httpx.AsyncBaseTransport | None = None,
+        observe: Callable[[str, float], None] | None = None,
     ) -> None:
+        #: Called with (method, seconds) for every completed control request.
+        self._observe = observe
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
         # A stream waits for events as long as they take; only connecting is bounded.
@@ -78,12 +82,15 @@ class Upstream:
         request = self._http.build_request(
             method, _url(node, path), content=content, headers=self._headers(headers)
         )
+        started = time.perf_counter()
         try:
             response = await self._http.send(request)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as err:
             raise NodeUnavailableError(node.node_id, _reason(err)) from err
         except httpx.TransportError as err:
             raise NodeUnavailableError(node.node_id, _reason(err), reached=True) from err
+        if self._observe is not None:
+            self._observe(method, time.perf_counter() - started)
         return Reply(response.status_code, response.content, response.headers.get("content-type"))
 
     async def create_stream(

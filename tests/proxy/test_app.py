@@ -81,6 +81,10 @@ async def test_create_registers_the_stream_on_a_follower(
     assert (await http.post("/v1/streams/top", json={"limit": -1})).status_code == 400
     malformed = await http.post("/v1/streams/top", content=b"{")
     assert malformed.status_code == 400 and "malformed JSON" in malformed.json()["error"]
+    timed = proxy.gateway.metrics.registry.get_sample_value(
+        "skiff_proxy_upstream_seconds_count", {"method": "POST"}
+    )
+    assert timed == 3
 
 
 async def test_identical_streams_share_a_follower_others_spread(

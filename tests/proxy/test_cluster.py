@@ -254,3 +254,5 @@ async def test_token_guards_writes_at_the_proxy_and_the_nodes(cluster: Cluster) 
         stream_id = (await http.post(f"{proxy.url}/v1/streams/top", json={"limit": 1})).text
         assert parse(stream_id).node_id == "F1"
         assert (await http.delete(f"{proxy.url}/v1/streams/{stream_id}")).status_code == 401
+    # A proxy told to stop has stopped successfully.
+    assert await cluster.terminate("proxy") == 0
