@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: dev test lint bench install clean containers test-containers
+.PHONY: dev test lint bench bench-skip install clean containers test-containers
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -42,8 +42,22 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: $(STAMP)
-	$(BIN)/python -m bench.run_all
+# The benchmark suite (not part of `make test`): every bench/ script, one summary table,
+# bench/results/<date>.json and the plots in docs/img/. BENCH_ARGS=--quick for a short run.
+# `make bench-skip` runs it side by side with Skip 0.0.15, installed from npm into a scratch
+# folder outside the repo ($XDG_CACHE_HOME/skiff-bench-skip; needs node and npm).
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
+
+bench-skip: $(BENCH_STAMP)
+	$(BIN)/python -m bench.skip_runtime install
+	$(BIN)/python -m bench.run_all --skip $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.endpoints import Endpoint
 from bench.procs import free_port, skiff, wait_ready
@@ -33,7 +34,7 @@ def serve(service: str, keys: int = 0) -> Iterator[Endpoint]:
 
 def proxy_available() -> str | None:
     """Why the proxy path cannot be benchmarked, or None when `skiff proxy` exists."""
-    exe = shutil.which("skiff") or "skiff"
+    exe = str(Path(sys.executable).parent / "skiff")
     try:
         out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=30).stdout
     except OSError as err:

@@ -183,7 +183,7 @@ class Hub:
         )
         stream.reader = reader
         state.readers.add(reader)
-        self._disarm_idle(state)
+        state.disarm_idle()
         return reader
 
     def unsubscribe(self, reader: Subscription) -> None:
@@ -230,46 +230,31 @@ class Hub:
         """Release every instance, ending its readers and forgetting its stream ids (a follower
         whose resources' user code cannot take a published change: replication comes first)."""
         for state in list(self._instances.values()):
-            for reader in list(state.readers):
-                reader.close(reason)
-                state.readers.discard(reader)
+            state.close_readers(reason)
             self._drop(state)
 
     def _move_instances(self, engine: Engine) -> None:
-        self._engine = engine
-        moved: dict[int, InstanceState] = {}
-        for state in list(self._instances.values()):
+        # The old engine and its instances are dropped whole; nothing to release one by one.
+        old, self._engine, self._instances = self._instances, engine, {}
+        for state in old.values():
             try:
-                handle = engine.instantiate(state.handle.resource, state.handle.params)
+                state.rebind(engine.instantiate(state.handle.resource, state.handle.params))
             except GraphError:
-                for reader in list(state.readers):
-                    reader.close("reset")
-                    state.readers.discard(reader)
-                self._disarm_idle(state)
+                state.close_readers("reset")
+                state.disarm_idle()
                 for stream_id in state.streams:
                     self._streams.pop(stream_id, None)
                 continue
-            state.handle = handle
-            moved[handle.id] = state
-            for reader in state.readers:
-                reader.instance_id = handle.id
-        # The old engine and its instances are dropped whole; nothing to release one by one.
-        self._instances = moved
+            self._instances[state.handle.id] = state
 
     # -- instance lifetime -------------------------------------------------------------------
     def _arm_idle(self, state: InstanceState) -> None:
-        self._disarm_idle(state)
+        state.disarm_idle()
         if self._draining:
             # Shutting down: close() releases everything, no clock needed.
             return
         loop = asyncio.get_running_loop()
         state.idle_timer = loop.call_later(self._config.idle_instance_s, self._expire, state)
-
-    @staticmethod
-    def _disarm_idle(state: InstanceState) -> None:
-        if state.idle_timer is not None:
-            state.idle_timer.cancel()
-            state.idle_timer = None
 
     def _expire(self, state: InstanceState) -> None:
         state.idle_timer = None
@@ -278,7 +263,7 @@ class Hub:
         self._drop(state)
 
     def _drop(self, state: InstanceState) -> None:
-        self._disarm_idle(state)
+        state.disarm_idle()
         for stream_id in state.streams:
             self._streams.pop(stream_id, None)
         state.streams.clear()

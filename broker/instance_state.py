@@ -54,6 +54,22 @@ class InstanceState:
             self.init_cache = cached
         return cached[1]
 
+    def rebind(self, handle: ResourceInstance) -> None:
+        """Serve the same (resource, params) from `handle`, an instance of another engine."""
+        self.handle = handle
+        for reader in self.readers:
+            reader.instance_id = handle.id
+
+    def close_readers(self, reason: str) -> None:
+        for reader in self.readers:
+            reader.close(reason)
+        self.readers.clear()
+
+    def disarm_idle(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+
     def restart(self, run: str, version: int) -> None:
         """Forget the history of the previous run; every connected reader gets a fresh init."""
         self.history.clear()

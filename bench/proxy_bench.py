@@ -1,0 +1,338 @@
+"""Issue 4: what the proxy costs — the latency it adds to write→SSE, the memory of idle SSE
+streams on a follower and on the proxy, and one write fanned out to 1,000 subscribers.
+
+    .venv/bin/python -m bench.proxy_bench
+
+One embedded Valkey, a `skiff leader` and one `skiff follower` over bench.workloads:items
+(1,000 items), and `skiff proxy`, all on 127.0.0.1 (bench.cluster). Every stream is
+`probe {"key": k}` (one item); a write sets item k to `{"seq": n}` and a subscriber has the
+write when `"seq":n}` arrives on its socket (bench.subscribers: bare asyncio protocols, no
+parsing, timestamped on arrival). The parts run in this order, so the memory figures are taken
+on processes that have not yet freed memory they could reuse:
+
+1. streams: `--streams` idle SSE streams on one shared instance, opened directly on the
+   follower, then closed, then opened through the proxy. RSS per stream = (RSS with all open −
+   RSS after a `--warm` warm-up) / the streams added. The proxy holds two sockets per stream
+   (client and node), so through the proxy the count is capped by the file-descriptor limit:
+   the soft limit is raised to the hard one here, children inherit it, and the cap is reported.
+2. latency: write→SSE latency of three paths, interleaved in one run (each round sends one
+   write per path, in a shuffled order; each write changes only its path's instance):
+   `direct` (PATCH to the leader, stream read from the follower), `proxy_stream` (PATCH to the
+   leader, stream read through the proxy: the relay alone), `proxy` (PATCH and stream both
+   through the proxy: what a client of the proxy sees).
+3. fanout: one write to an instance shared by `--fanout-subscribers` subscribers, time until
+   the last one has it (bench.fanout_bench.fanout_curve), direct then through the proxy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import resource
+import statistics
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import orjson
+import psutil
+
+from bench.cluster import Cluster, cluster
+from bench.endpoints import Endpoint, rss_bytes
+from bench.fanout_bench import create_streams, fanout_curve
+from bench.http_bench import pct
+from bench.report import print_table, write_json
+from bench.subscribers import SubscriberPool
+
+SERVICE, NAME = "bench.workloads:items", "bench-items"
+SHARED = {"key": 0}
+#: Items written by the latency part, one per path (the fan-out part writes item 0).
+PATH_KEYS = {"direct": 1, "proxy_stream": 2, "proxy": 3}
+#: Descriptors a process keeps besides its streams (listener, Redis, logs, epoll...): room left
+#: under the limit when sizing the streams one process may hold.
+FD_MARGIN = 64
+
+T = TypeVar("T")
+
+
+# -- file descriptors ----------------------------------------------------------------------------
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit (child processes started
+    afterwards inherit it); returns the (soft, hard) now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def fd_count(pid: int) -> int:
+    return int(psutil.Process(pid).num_fds())
+
+
+def fd_limit(pid: int) -> int:
+    return int(psutil.Process(pid).rlimit(psutil.RLIMIT_NOFILE)[0])
+
+
+def stream_budget(pid: int, fds_per_stream: int) -> int:
+    """How many more streams process `pid` can hold under its soft descriptor limit."""
+    return max(0, (fd_limit(pid) - fd_count(pid) - FD_MARGIN) // fds_per_stream)
+
+
+# -- 1. idle streams -----------------------------------------------------------------------------
+async def idle_streams(
+    streams: Endpoint,
+    count: int,
+    *,
+    warm: int = 100,
+    steps: int = 4,
+    chunk: int = 500,
+    hold_s: float = 3.0,
+    settle_s: float = 1.0,
+) -> dict[str, Any]:
+    """Open `count` SSE streams on one shared instance through `streams` and keep them open;
+    the RSS of every process in `streams.pids` at 0, after `warm` streams and after each of
+    `steps` equal steps, and the time to create (POST) and open (GET until init) them."""
+    pool = SubscriberPool(streams.host, streams.stream_port)
+    pids = streams.pids
+    curve = [{"streams": 0, "rss_bytes": {r: rss_bytes(p) for r, p in pids.items()}}]
+    timings = {"create_s": 0.0, "open_s": 0.0}
+
+    async def grow(target: int) -> None:
+        t0 = time.perf_counter()
+        ids = await create_streams(streams, [SHARED] * (target - len(pool)), conns=8)
+        t1 = time.perf_counter()
+        for start in range(0, len(ids), chunk):
+            paths = [streams.stream_path(i) for i in ids[start : start + chunk]]
+            await pool.add(paths, wait_s=300)
+        timings["create_s"] += t1 - t0
+        timings["open_s"] += time.perf_counter() - t1
+        await asyncio.sleep(settle_s)
+        curve.append({"streams": len(pool), "rss_bytes": {r: rss_bytes(p) for r, p in pids.items()}})
+
+    try:
+        warm = min(warm, count // 10)
+        await grow(warm)
+        warm_timings = dict(timings)
+        timings = {"create_s": 0.0, "open_s": 0.0}
+        for step in range(1, steps + 1):
+            await grow(warm + (count - warm) * step // steps)
+        await asyncio.sleep(hold_s)  # idle: they stay open and cost no more
+        held = {r: rss_bytes(p) for r, p in pids.items()}
+        fds = {r: fd_count(p) for r, p in pids.items()}
+        lost = pool.lost
+    finally:
+        pool.close()
+    base, top = curve[1]["rss_bytes"], curve[-1]["rss_bytes"]
+    added = count - warm
+    return {
+        "streams": count,
+        "warm": warm,
+        "lost": lost,
+        "rss_curve": curve,
+        "rss_after_hold": held,
+        "fds_open": fds,
+        "rss_per_stream_bytes": {r: (top[r] - base[r]) / added for r in pids},
+        "rss_per_stream_from_zero_bytes": {
+            r: (top[r] - curve[0]["rss_bytes"][r]) / count for r in pids
+        },
+        "create_s": timings["create_s"],
+        "open_s": timings["open_s"],
+        "streams_per_s": added / (timings["create_s"] + timings["open_s"]),
+        "warm_up_s": warm_timings["create_s"] + warm_timings["open_s"],
+    }
+
+
+async def streams_part(c: Cluster, count: int, warm: int, chunk: int) -> dict[str, Any]:
+    assert c.proxy is not None
+    follower_pid, proxy_pid = c.pids["follower1"], c.pids["proxy"]
+    client_cap = stream_budget(psutil.Process().pid, 1)
+    direct_n = min(count, client_cap, stream_budget(follower_pid, 1))
+    follower = replace(c.followers[0], pids={"follower": follower_pid})
+    direct = await idle_streams(follower, direct_n, warm=warm, chunk=chunk)
+    await asyncio.sleep(2.0)  # the follower notices the disconnects
+    # Through the proxy: two descriptors per stream in the proxy, one in the follower and
+    # one in this client.
+    proxy_cap = stream_budget(proxy_pid, 2)
+    proxy_n = min(count, client_cap, proxy_cap, stream_budget(follower_pid, 1))
+    proxied = replace(c.proxy, pids={"proxy": proxy_pid, "follower": follower_pid})
+    via_proxy = await idle_streams(proxied, proxy_n, warm=warm, chunk=chunk)
+    return {
+        "requested": count,
+        "fd_limit": {
+            "client": fd_limit(psutil.Process().pid),
+            "follower": fd_limit(follower_pid),
+            "proxy": fd_limit(proxy_pid),
+        },
+        "capped_by_fd_limit": {"direct": direct_n < count, "proxy": proxy_n < count},
+        "proxy_stream_cap": proxy_cap,
+        "direct": direct,
+        "proxy": via_proxy,
+    }
+
+
+# -- 2. latency ----------------------------------------------------------------------------------
+async def interleaved_latency(
+    c: Cluster, writes: int, warmup: int = 20, gap_s: float = 0.002, seed: int = 5
+) -> dict[str, Any]:
+    """`writes` write→SSE samples per path (PATH_KEYS), the paths interleaved round by round in
+    a shuffled order; `warmup` rounds first, not counted."""
+    assert c.proxy is not None
+    proxy, follower, leader = c.proxy, c.followers[0], c.leader
+    routes = {  # path -> (where the PATCH goes, where the stream is created and read)
+        "direct": (leader, follower),
+        "proxy_stream": (leader, proxy),
+        "proxy": (proxy, proxy),
+    }
+    pools: dict[str, SubscriberPool] = {}
+    writers = {}
+    try:
+        for name, (write_to, read_from) in routes.items():
+            (sid,) = await create_streams(read_from, [{"key": PATH_KEYS[name]}], conns=1)
+            pool = SubscriberPool(read_from.host, read_from.stream_port)
+            await pool.add([read_from.stream_path(sid)])
+            pools[name] = pool
+            writers[name] = await write_to.control()
+        samples: dict[str, list[float]] = {name: [] for name in routes}
+        rng = random.Random(seed)
+        order = list(routes)
+        seq = 0
+        for round_ in range(warmup + writes):
+            rng.shuffle(order)
+            for name in order:
+                seq += 1
+                pool, writer = pools[name], writers[name]
+                pool.expect(b'"seq":%d}' % seq)
+                body = orjson.dumps([[PATH_KEYS[name], [{"seq": seq}]]])
+                start = time.perf_counter()
+                writer.send("PATCH", "/v1/inputs/items", body)
+                arrived = (await pool.arrivals(wait_s=10))[0]
+                resp = await writer.response()
+                assert resp.status == 200, resp
+                if round_ >= warmup:
+                    samples[name].append(arrived - start)
+                await asyncio.sleep(gap_s)
+    finally:
+        for pool in pools.values():
+            pool.close()
+        for writer in writers.values():
+            await writer.close()
+    out: dict[str, Any] = {"writes_per_path": writes, "paths": {}}
+    for name, values in samples.items():
+        out["paths"][name] = {
+            "p50_ms": statistics.median(values) * 1e3,
+            "p99_ms": pct(values, 0.99) * 1e3,
+            "samples_ms": [x * 1e3 for x in values],
+        }
+    d = out["paths"]["direct"]
+    for name in ("proxy_stream", "proxy"):
+        out[f"added_{name}_p50_ms"] = out["paths"][name]["p50_ms"] - d["p50_ms"]
+        out[f"added_{name}_p99_ms"] = out["paths"][name]["p99_ms"] - d["p99_ms"]
+    return out
+
+
+# -- 3. fan-out ----------------------------------------------------------------------------------
+async def fanout_part(c: Cluster, subscribers: int, writes: int) -> dict[str, Any]:
+    """One instance shared by `subscribers`: direct (write to the leader, streams on the
+    follower), then through the proxy (writes and streams)."""
+    assert c.proxy is not None
+    follower = replace(c.followers[0], pids={"follower": c.pids["follower1"]})
+    (direct,) = await fanout_curve(follower, c.leader, [subscribers], writes)
+    await asyncio.sleep(1.0)
+    proxy = replace(c.proxy, pids={"follower": c.pids["follower1"], "proxy": c.pids["proxy"]})
+    (proxied,) = await fanout_curve(proxy, proxy, [subscribers], writes)
+    out: dict[str, Any] = {"subscribers": subscribers, "writes": writes}
+    for name, row in (("direct", direct), ("proxy", proxied)):
+        last = row["last_samples_ms"]
+        out[name] = row | {"last_p50_ms": statistics.median(last), "last_p99_ms": pct(last, 0.99)}
+    return out
+
+
+# -- running -------------------------------------------------------------------------------------
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """On uvloop when it is installed, so the client costs less than the servers it measures."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+async def run(args: argparse.Namespace, parts: list[str]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    async with cluster(SERVICE, NAME, 1000, followers=1, proxy=True) as c:
+        await asyncio.sleep(1.5)  # the proxy learns its members
+        if "streams" in parts:
+            result["streams"] = await streams_part(c, args.streams, args.warm, args.chunk)
+            await asyncio.sleep(2.0)
+        if "latency" in parts:
+            result["latency"] = await interleaved_latency(c, args.writes, gap_s=args.gap)
+        if "fanout" in parts:
+            result["fanout"] = await fanout_part(c, args.fanout_subscribers, args.fanout_writes)
+    return result
+
+
+def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    add: Callable[[str, str], None] = lambda name, value: out.append((name, value))  # noqa: E731
+    lat = result.get("latency")
+    if lat:
+        p = lat["paths"]
+        add("write→SSE direct p50 / p99 (ms)", f"{p['direct']['p50_ms']:.2f} / {p['direct']['p99_ms']:.2f}")  # noqa: E501
+        add("write→SSE, stream via proxy p50 / p99", f"{p['proxy_stream']['p50_ms']:.2f} / {p['proxy_stream']['p99_ms']:.2f}")  # noqa: E501
+        add("  added by the relay p50 / p99 (≤0.5)", f"{lat['added_proxy_stream_p50_ms']:+.2f} / {lat['added_proxy_stream_p99_ms']:+.2f}")  # noqa: E501
+        add("write→SSE, all via proxy p50 / p99", f"{p['proxy']['p50_ms']:.2f} / {p['proxy']['p99_ms']:.2f}")  # noqa: E501
+        add("  added, write + stream p50 / p99", f"{lat['added_proxy_p50_ms']:+.2f} / {lat['added_proxy_p99_ms']:+.2f}")  # noqa: E501
+    st = result.get("streams")
+    if st:
+        d, v = st["direct"], st["proxy"]
+        add("idle streams direct on the follower", f"{d['streams']:,}")
+        add("  open time (s) / streams per s", f"{d['create_s'] + d['open_s']:.1f} / {d['streams_per_s']:,.0f}")  # noqa: E501
+        add("  follower RSS/stream (KB, ≤20)", f"{d['rss_per_stream_bytes']['follower'] / 1e3:.1f}")  # noqa: E501
+        cap = " (fd limit)" if st["capped_by_fd_limit"]["proxy"] else ""
+        add(f"idle streams through the proxy{cap}", f"{v['streams']:,}")
+        add("  open time (s) / streams per s", f"{v['create_s'] + v['open_s']:.1f} / {v['streams_per_s']:,.0f}")  # noqa: E501
+        add("  proxy RSS/stream (KB, ≤20)", f"{v['rss_per_stream_bytes']['proxy'] / 1e3:.1f}")
+        add("  follower RSS/stream (KB, reused mem)", f"{v['rss_per_stream_bytes']['follower'] / 1e3:.1f}")  # noqa: E501
+        add("  streams lost direct / proxy", f"{d['lost']} / {v['lost']}")
+    fo = result.get("fanout")
+    if fo:
+        n = fo["subscribers"]
+        for name in ("direct", "proxy"):
+            r = fo[name]
+            add(f"fan-out {n:,} {name}: last p50 / p99 (ms)", f"{r['last_p50_ms']:.1f} / {r['last_p99_ms']:.1f}")  # noqa: E501
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="streams,latency,fanout")
+    parser.add_argument("--streams", type=int, default=10_000, help="idle streams per process")
+    parser.add_argument("--warm", type=int, default=100, help="streams opened before the baseline")
+    parser.add_argument("--chunk", type=int, default=500, help="streams connected at once")
+    parser.add_argument("--writes", type=int, default=1000, help="latency samples per path")
+    parser.add_argument("--gap", type=float, default=0.002, help="seconds between writes")
+    parser.add_argument("--fanout-subscribers", type=int, default=1000)
+    parser.add_argument("--fanout-writes", type=int, default=30)
+    parser.add_argument("--name", default="proxy", help="results file name")
+    args = parser.parse_args(argv)
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = set(parts) - {"streams", "latency", "fanout"}
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
+    soft, hard = raise_fd_limit()
+    result: dict[str, Any] = {"fd_limit": {"soft": soft, "hard": hard}, "args": vars(args)}
+    result |= _run(run(args, parts))
+    print_table(f"the proxy (fd limit {soft:,})", rows(result))
+    write_json(args.name, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
