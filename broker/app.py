@@ -144,6 +144,8 @@ class _Endpoints:
         if not isinstance(body, list):
             raise ApiError(400, "the body must be a list of [key, [values...]] entries")
         idempotency_key = request.headers.get("idempotency-key") or None
+        if idempotency_key is not None and not _valid_idempotency_key(idempotency_key):
+            raise ApiError(400, "Idempotency-Key must be 1..200 printable ASCII characters")
         with _nesting_guard():
             version = await self._node.write(collection, body, idempotency_key)
         return JSONResponse({"version": version})
@@ -216,6 +218,11 @@ async def _catch_up(hub: Hub, last_event_id: str) -> None:
     # a resume that is ahead of the node, needs to hear about it.
     while hub.run == run and hub.engine.version < version and loop.time() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.002)
+
+
+def _valid_idempotency_key(key: str) -> bool:
+    # The key becomes part of a Redis key name (broker.keyspace bounds it to 200 bytes).
+    return 0 < len(key) <= 200 and key.isascii() and key.isprintable()
 
 
 def _accepts_event_stream(accept: str) -> bool:

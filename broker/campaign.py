@@ -28,13 +28,15 @@ from redis import exceptions as redis_errors
 from broker.codec import CodecError, LeaseRecord
 from broker.errors import BrokerError
 from broker.fenced import read_meta
+from broker.gc_pause import gc_paused
 from broker.leader import Leadership, LeadershipLost
 from broker.leader_config import LeaderContext
 from broker.lease import LeaderLease, LeaseHolder
 from broker.node_record import NodeRecord
 from broker.rebuild import RebuildError, rebuild
+from broker.redis_conn import honour_cancellation
 from broker.scripts import RedisCallError
-from graph import Engine
+from graph import Engine, Service
 
 logger = logging.getLogger("skiff.broker")
 
@@ -74,6 +76,8 @@ async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateSt
     backoff = Backoff(cap=config.acquire_interval_s * 2)
     missing_since: float | None = None
     while True:
+        # redis-py on 3.11 can swallow a cancel that lands mid-command (see redis_conn).
+        honour_cancellation()
         try:
             meta = await read_meta(ctx.redis, ctx.keyspace)
             if meta is None:
@@ -128,6 +132,7 @@ async def keep_lease(ctx: LeaderContext, lead: Leadership, lease: LeaderLease) -
         lead.trouble.clear()
         if lead.lost is not None:
             break
+        honour_cancellation()
         try:
             if await lease.renew(lead.writer.lease):
                 last_renewal = time.monotonic()
@@ -189,7 +194,7 @@ async def _office(ctx: LeaderContext, record: LeaseRecord) -> Leadership:
     if meta is None:
         # Building a large initial state takes seconds of CPU: off the event loop, so the
         # renewals keep the lease meanwhile.
-        engine = await asyncio.to_thread(Engine.for_service, ctx.service)
+        engine = await asyncio.to_thread(_build, ctx.service)
         lead = Leadership(ctx, engine, "", record, 0)
         async with lead.lock:
             await lead.new_epoch(None)
@@ -200,9 +205,15 @@ async def _office(ctx: LeaderContext, record: LeaseRecord) -> Leadership:
     return Leadership(ctx, engine, meta.epoch, record, meta.snapshot)
 
 
+def _build(service: Service) -> Engine:
+    with gc_paused():
+        return Engine.for_service(service)
+
+
 async def _renew_forever(lease: LeaderLease, record: LeaseRecord, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
+        honour_cancellation()
         if not await lease.renew(record):
             raise LeaseLostError("the lease was lost while taking office")
 

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from broker.keyspace import Keyspace
 from broker.node_record import NodeRecord
+from broker.redis_conn import honour_cancellation
 
 logger = logging.getLogger("skiff.broker")
 
@@ -124,6 +125,8 @@ class Heartbeat:
         while True:
             started = time.monotonic()
             await self.beat()
+            # redis-py on 3.11 can swallow a cancel that lands mid-command (see redis_conn).
+            honour_cancellation()
             # Beats keep their cadence however long a write took.
             await asyncio.sleep(max(0.0, self._interval_s - (time.monotonic() - started)))
 

@@ -7,9 +7,7 @@ instantiated over them exactly as on the leader, so every resource is served loc
 from __future__ import annotations
 
 import dataclasses
-import gc
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -60,17 +58,3 @@ def build_mirror(service: Service, snapshot: MirrorSnapshot) -> Engine:
     if snapshot.version > 0:
         engine.apply({}, version=snapshot.version)
     return engine
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for a bulk load: a million-key snapshot allocates
-    millions of containers, none of them garbage, that the collector would otherwise rescan
-    again and again (a 1M-key bootstrap took 8 s with it, 3 s without)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

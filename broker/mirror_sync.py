@@ -44,9 +44,11 @@ from redis.asyncio import Redis
 from broker.codec import CodecError, DeltaEntry, Meta
 from broker.config import ServeConfig
 from broker.fenced import SnapshotMissingError, read_meta
+from broker.gc_pause import gc_paused
 from broker.hub import Hub
 from broker.keyspace import Keyspace
-from broker.mirror_state import build_mirror, gc_paused, read_mirror_snapshot
+from broker.mirror_state import build_mirror, read_mirror_snapshot
+from broker.redis_conn import honour_cancellation
 from broker.scripts import RedisCallError
 from graph import GraphError, Service, TickResult, UserCodeError
 
@@ -127,12 +129,15 @@ class MirrorSync:
         """Step until the first state is loaded (waiting for a leader if need be)."""
         while self.hub is None:
             await self.step()
+            honour_cancellation()
         return self.hub
 
     async def run(self) -> None:
         """Replicate until cancelled."""
         while True:
             await self.step()
+            # redis-py on 3.11 can swallow a cancel that lands mid-command (see redis_conn).
+            honour_cancellation()
 
     async def step(self) -> None:
         """One transition of the state machine; failures are handled here (never raised)."""

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from broker.codec import InputLogEntry, Meta
 from broker.errors import BrokerError
+from broker.gc_pause import gc_paused
 from broker.keyspace import Keyspace, stream_id_of, version_of
 from broker.scripts import RedisCallError
 from broker.snapshots import read_manifest, read_snapshot
@@ -86,7 +87,8 @@ async def replay(
 
 
 def _seed(service: Service, version: int) -> Engine:
-    engine = Engine.for_service(service)
+    with gc_paused():
+        engine = Engine.for_service(service)
     if version > 0:
         # An empty tick moves the engine to the snapshot's version.
         engine.apply({}, version=version)

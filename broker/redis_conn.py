@@ -25,7 +25,9 @@ def connect(url: str, *, timeout_s: float = 2.0, pool_size: int | None = None) -
     `timeout_s`) for one instead of failing with "Too many connections": for a process making
     many concurrent calls, like the proxy under a burst of stream creations."""
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"a Redis URL starts with redis://, rediss:// or unix://, got {redacted(url)!r}")
+        raise ConfigError(
+            f"a Redis URL starts with redis://, rediss:// or unix://, got {redacted(url)!r}"
+        )
     options: dict[str, Any] = {
         "decode_responses": False,
         "socket_timeout": timeout_s,

@@ -44,7 +44,10 @@ async def test_health(http: httpx.AsyncClient, hub: Hub, path: str) -> None:
     response = await http.get(path)
     assert response.status_code == 200
     assert response.json() == {
-        "status": "ok", "run": hub.run, "role": "single", "version": hub.engine.version
+        "status": "ok",
+        "run": hub.run,
+        "role": "single",
+        "version": hub.engine.version,
     }
     hub.drain()
     response = await http.get(path)
@@ -363,3 +366,17 @@ async def test_control_token_guards_writes_and_deletes(make_hub: HubFactory) -> 
         assert (await http.delete(f"/v1/streams/{stream_id}", headers=good)).status_code == 200
         # Reads need no token.
         assert (await http.post("/v1/snapshot/top", json={})).status_code == 200
+
+
+async def test_an_oversized_or_unprintable_idempotency_key_is_a_400(
+    http: httpx.AsyncClient, hub: Hub
+) -> None:
+    before = hub.engine.version
+    for key in ("k" * 201, "tab\there"):
+        response = await http.patch(
+            "/v1/inputs/votes",
+            json=[["v9", [{"post": 1, "user": "x"}]]],
+            headers={"Idempotency-Key": key},
+        )
+        assert_error(response, 400, "Idempotency-Key")
+    assert hub.engine.version == before
