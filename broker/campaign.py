@@ -161,6 +161,9 @@ async def keep_lease(ctx: LeaderContext, lead: Leadership, lease: LeaderLease) -
             lead.redis_ok = False
             if time.monotonic() - last_renewal > config.lease_ttl_s:
                 lead.lease_trouble("the lease expired while Redis was unreachable")
+                # lease_trouble wakes the keeper (this loop): without clearing, the next wait
+                # would return at once and a Redis outage would spin the CPU.
+                lead.trouble.clear()
             delay = backoff.next()
             logger.debug("renewal of %s failed: %s", config.node_id, err)
         except LeadershipLost:
@@ -168,6 +171,7 @@ async def keep_lease(ctx: LeaderContext, lead: Leadership, lease: LeaderLease) -
         except BrokerError as err:
             # FencedError (the lease moved under a republish), a snapshot that expired, ...
             lead.lease_trouble(str(err))
+            lead.trouble.clear()
             delay = backoff.next()
     return lead.lost or "stepped down"
 
