@@ -12,6 +12,7 @@ are printed so the failure can be understood from CI output alone.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import socket
@@ -267,6 +268,16 @@ class Cluster:
         if show_logs:
             for proc in self.procs.values():
                 print(f"\n----- {proc.name} ({proc.kind}) log tail -----\n{proc.tail()}")
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the test process dies, so a killed pytest run
+    (a CI timeout, a Ctrl-C) never leaves skiff processes behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def with_suppressed(fn: Any, *args: Any) -> None:
