@@ -49,7 +49,6 @@ async def fanout_curve(
     every process in `streams.pids`, stream creation rate, and per write the time to the first,
     median and last subscriber."""
     pool = SubscriberPool(streams.host, streams.stream_port)
-    writer = await writes_to.control()
     rows: list[dict[str, Any]] = []
     seq = 0
     try:
@@ -64,6 +63,9 @@ async def fanout_curve(
             rss = {role: rss_bytes(pid) for role, pid in streams.pids.items()}
             first, median, last = [], [], []
             for _ in range(writes):
+                # A fresh connection per write, opened before the clock starts: reaching
+                # 10,000 subscribers can outlast a server's keep-alive timeout (uvicorn: 5 s).
+                writer = await writes_to.control()
                 seq += 1
                 pool.expect(b'"seq":%d}' % seq)
                 body = orjson.dumps([[0, [{"seq": seq}]]])
@@ -74,6 +76,7 @@ async def fanout_curve(
                 first.append(min(arrivals) - start)
                 median.append(statistics.median(arrivals) - start)
                 last.append(max(arrivals) - start)
+                await writer.close()
                 await asyncio.sleep(0.05)
             rows.append(
                 {
@@ -89,7 +92,6 @@ async def fanout_curve(
             )
     finally:
         pool.close()
-        await writer.close()
     return rows
 
 

@@ -11,7 +11,7 @@ parsing, timestamped on arrival). The parts run in this order, so the memory fig
 on processes that have not yet freed memory they could reuse:
 
 1. streams: `--streams` idle SSE streams on one shared instance, opened directly on the
-   follower, then closed, then opened through the proxy. RSS per stream = (RSS with all open −
+   follower, then closed, then opened through the proxy. RSS per stream = (RSS with all open -
    RSS after a `--warm` warm-up) / the streams added. The proxy holds two sockets per stream
    (client and node), so through the proxy the count is capped by the file-descriptor limit:
    the soft limit is raised to the hard one here, children inherit it, and the cap is reported.
@@ -32,9 +32,9 @@ import random
 import resource
 import statistics
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import psutil
@@ -53,8 +53,6 @@ PATH_KEYS = {"direct": 1, "proxy_stream": 2, "proxy": 3}
 #: Descriptors a process keeps besides its streams (listener, Redis, logs, epoll...): room left
 #: under the limit when sizing the streams one process may hold.
 FD_MARGIN = 64
-
-T = TypeVar("T")
 
 
 # -- file descriptors ----------------------------------------------------------------------------
@@ -100,20 +98,26 @@ async def idle_streams(
     `steps` equal steps, and the time to create (POST) and open (GET until init) them."""
     pool = SubscriberPool(streams.host, streams.stream_port)
     pids = streams.pids
-    curve = [{"streams": 0, "rss_bytes": {r: rss_bytes(p) for r, p in pids.items()}}]
+
+    def reading() -> dict[str, Any]:
+        return {"streams": len(pool), "rss_bytes": {r: rss_bytes(p) for r, p in pids.items()}}
+
+    curve = [reading()]
     timings = {"create_s": 0.0, "open_s": 0.0}
 
     async def grow(target: int) -> None:
-        t0 = time.perf_counter()
-        ids = await create_streams(streams, [SHARED] * (target - len(pool)), conns=8)
-        t1 = time.perf_counter()
-        for start in range(0, len(ids), chunk):
-            paths = [streams.stream_path(i) for i in ids[start : start + chunk]]
-            await pool.add(paths, wait_s=300)
-        timings["create_s"] += t1 - t0
-        timings["open_s"] += time.perf_counter() - t1
+        # A chunk at a time, each created (POST) then opened (GET until init) at once, the way
+        # a client does: a stream id left unopened would lapse after the proxy's --stream-ttl.
+        while len(pool) < target:
+            n = min(chunk, target - len(pool))
+            t0 = time.perf_counter()
+            ids = await create_streams(streams, [SHARED] * n, conns=min(8, n))
+            t1 = time.perf_counter()
+            await pool.add([streams.stream_path(i) for i in ids], wait_s=300)
+            timings["create_s"] += t1 - t0
+            timings["open_s"] += time.perf_counter() - t1
         await asyncio.sleep(settle_s)
-        curve.append({"streams": len(pool), "rss_bytes": {r: rss_bytes(p) for r, p in pids.items()}})
+        curve.append(reading())
 
     try:
         warm = min(warm, count // 10)
@@ -148,20 +152,28 @@ async def idle_streams(
     }
 
 
-async def streams_part(c: Cluster, count: int, warm: int, chunk: int) -> dict[str, Any]:
+async def streams_part(
+    c: Cluster, count: int, warm: int, chunk: int, steps: int = 4, settle_s: float = 1.0
+) -> dict[str, Any]:
     assert c.proxy is not None
     follower_pid, proxy_pid = c.pids["follower1"], c.pids["proxy"]
     client_cap = stream_budget(psutil.Process().pid, 1)
     direct_n = min(count, client_cap, stream_budget(follower_pid, 1))
     follower = replace(c.followers[0], pids={"follower": follower_pid})
-    direct = await idle_streams(follower, direct_n, warm=warm, chunk=chunk)
-    await asyncio.sleep(2.0)  # the follower notices the disconnects
+
+    def opened(streams: Endpoint, n: int) -> Coroutine[Any, Any, dict[str, Any]]:
+        return idle_streams(
+            streams, n, warm=warm, steps=steps, chunk=chunk, hold_s=3 * settle_s, settle_s=settle_s
+        )
+
+    direct = await opened(follower, direct_n)
+    await asyncio.sleep(2 * settle_s)  # the follower notices the disconnects
     # Through the proxy: two descriptors per stream in the proxy, one in the follower and
     # one in this client.
     proxy_cap = stream_budget(proxy_pid, 2)
     proxy_n = min(count, client_cap, proxy_cap, stream_budget(follower_pid, 1))
     proxied = replace(c.proxy, pids={"proxy": proxy_pid, "follower": follower_pid})
-    via_proxy = await idle_streams(proxied, proxy_n, warm=warm, chunk=chunk)
+    via_proxy = await opened(proxied, proxy_n)
     return {
         "requested": count,
         "fd_limit": {
@@ -254,23 +266,15 @@ async def fanout_part(c: Cluster, subscribers: int, writes: int) -> dict[str, An
 
 
 # -- running -------------------------------------------------------------------------------------
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """On uvloop when it is installed, so the client costs less than the servers it measures."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
-
-
 async def run(args: argparse.Namespace, parts: list[str]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     async with cluster(SERVICE, NAME, 1000, followers=1, proxy=True) as c:
         await asyncio.sleep(1.5)  # the proxy learns its members
         if "streams" in parts:
-            result["streams"] = await streams_part(c, args.streams, args.warm, args.chunk)
-            await asyncio.sleep(2.0)
+            result["streams"] = await streams_part(
+                c, args.streams, args.warm, args.chunk, args.steps, args.settle
+            )
+            await asyncio.sleep(2 * args.settle)
         if "latency" in parts:
             result["latency"] = await interleaved_latency(c, args.writes, gap_s=args.gap)
         if "fanout" in parts:
@@ -278,35 +282,50 @@ async def run(args: argparse.Namespace, parts: list[str]) -> dict[str, Any]:
     return result
 
 
+def _pair(a: float, b: float, spec: str = ".2f") -> str:
+    return f"{a:{spec}} / {b:{spec}}"
+
+
 def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
-    add: Callable[[str, str], None] = lambda name, value: out.append((name, value))  # noqa: E731
     lat = result.get("latency")
     if lat:
-        p = lat["paths"]
-        add("write→SSE direct p50 / p99 (ms)", f"{p['direct']['p50_ms']:.2f} / {p['direct']['p99_ms']:.2f}")  # noqa: E501
-        add("write→SSE, stream via proxy p50 / p99", f"{p['proxy_stream']['p50_ms']:.2f} / {p['proxy_stream']['p99_ms']:.2f}")  # noqa: E501
-        add("  added by the relay p50 / p99 (≤0.5)", f"{lat['added_proxy_stream_p50_ms']:+.2f} / {lat['added_proxy_stream_p99_ms']:+.2f}")  # noqa: E501
-        add("write→SSE, all via proxy p50 / p99", f"{p['proxy']['p50_ms']:.2f} / {p['proxy']['p99_ms']:.2f}")  # noqa: E501
-        add("  added, write + stream p50 / p99", f"{lat['added_proxy_p50_ms']:+.2f} / {lat['added_proxy_p99_ms']:+.2f}")  # noqa: E501
+        p = {name: (v["p50_ms"], v["p99_ms"]) for name, v in lat["paths"].items()}
+        out += [
+            ("write→SSE direct p50 / p99 (ms)", _pair(*p["direct"])),
+            ("write→SSE, stream via proxy p50 / p99", _pair(*p["proxy_stream"])),
+            (
+                "  added by the relay p50 / p99 (≤0.5)",
+                _pair(lat["added_proxy_stream_p50_ms"], lat["added_proxy_stream_p99_ms"], "+.2f"),
+            ),
+            ("write→SSE, all via proxy p50 / p99", _pair(*p["proxy"])),
+            (
+                "  added, write + stream p50 / p99",
+                _pair(lat["added_proxy_p50_ms"], lat["added_proxy_p99_ms"], "+.2f"),
+            ),
+        ]
     st = result.get("streams")
     if st:
         d, v = st["direct"], st["proxy"]
-        add("idle streams direct on the follower", f"{d['streams']:,}")
-        add("  open time (s) / streams per s", f"{d['create_s'] + d['open_s']:.1f} / {d['streams_per_s']:,.0f}")  # noqa: E501
-        add("  follower RSS/stream (KB, ≤20)", f"{d['rss_per_stream_bytes']['follower'] / 1e3:.1f}")  # noqa: E501
         cap = " (fd limit)" if st["capped_by_fd_limit"]["proxy"] else ""
-        add(f"idle streams through the proxy{cap}", f"{v['streams']:,}")
-        add("  open time (s) / streams per s", f"{v['create_s'] + v['open_s']:.1f} / {v['streams_per_s']:,.0f}")  # noqa: E501
-        add("  proxy RSS/stream (KB, ≤20)", f"{v['rss_per_stream_bytes']['proxy'] / 1e3:.1f}")
-        add("  follower RSS/stream (KB, reused mem)", f"{v['rss_per_stream_bytes']['follower'] / 1e3:.1f}")  # noqa: E501
-        add("  streams lost direct / proxy", f"{d['lost']} / {v['lost']}")
+        out += [
+            ("idle streams direct on the follower", f"{d['streams']:,}"),
+            ("  open (s) / streams per s", _pair(d["create_s"] + d["open_s"], d["streams_per_s"], ",.1f")),  # noqa: E501
+            ("  follower RSS/stream (KB, ≤20)", f"{d['rss_per_stream_bytes']['follower'] / 1e3:.1f}"),  # noqa: E501
+            (f"idle streams through the proxy{cap}", f"{v['streams']:,}"),
+            ("  open (s) / streams per s", _pair(v["create_s"] + v["open_s"], v["streams_per_s"], ",.1f")),  # noqa: E501
+            ("  proxy RSS/stream (KB, ≤20)", f"{v['rss_per_stream_bytes']['proxy'] / 1e3:.1f}"),
+            ("  follower RSS/stream (KB, reused mem)", f"{v['rss_per_stream_bytes']['follower'] / 1e3:.1f}"),  # noqa: E501
+            ("  streams lost direct / proxy", f"{d['lost']} / {v['lost']}"),
+        ]  # fmt: skip
     fo = result.get("fanout")
     if fo:
         n = fo["subscribers"]
         for name in ("direct", "proxy"):
             r = fo[name]
-            add(f"fan-out {n:,} {name}: last p50 / p99 (ms)", f"{r['last_p50_ms']:.1f} / {r['last_p99_ms']:.1f}")  # noqa: E501
+            out.append(
+                (f"fan-out {n:,} {name}: last p50 / p99 (ms)", _pair(r["last_p50_ms"], r["last_p99_ms"], ".1f"))  # noqa: E501
+            )  # fmt: skip
     return out
 
 
@@ -316,6 +335,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--streams", type=int, default=10_000, help="idle streams per process")
     parser.add_argument("--warm", type=int, default=100, help="streams opened before the baseline")
     parser.add_argument("--chunk", type=int, default=500, help="streams connected at once")
+    parser.add_argument("--steps", type=int, default=4, help="RSS readings while opening")
+    parser.add_argument("--settle", type=float, default=1.0, help="seconds before an RSS reading")
     parser.add_argument("--writes", type=int, default=1000, help="latency samples per path")
     parser.add_argument("--gap", type=float, default=0.002, help="seconds between writes")
     parser.add_argument("--fanout-subscribers", type=int, default=1000)
@@ -328,7 +349,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     soft, hard = raise_fd_limit()
     result: dict[str, Any] = {"fd_limit": {"soft": soft, "hard": hard}, "args": vars(args)}
-    result |= _run(run(args, parts))
+    result |= asyncio.run(run(args, parts))
     print_table(f"the proxy (fd limit {soft:,})", rows(result))
     write_json(args.name, result)
     return result

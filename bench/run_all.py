@@ -414,6 +414,11 @@ def summary_rows(r: dict[str, Any]) -> list[Row]:
             total_p, total_m = sum(v["predicted"].values()), sum(v["measured"][k] for k in v["predicted"])  # noqa: E501
             rows.append((f"model, {v['followers']} follower(s): CPU pred/meas (err)",
                          f"{total_p:.2f}/{total_m:.2f} ({max(errors, default=0) * 100:.0f}%)", "", ""))  # fmt: skip # noqa: E501
+        for v in cap.get("overload", {}).get("rows", []):
+            total_p = sum(v["predicted"].values())
+            delivered = v["events_per_s"] / max(1.0, v["events_demanded_per_s"])
+            rows.append((f"overload, {v['followers']} follower(s): CPU pred, events delivered",
+                         f"{total_p:.2f}, {delivered * 100:.0f}%", "", ""))  # fmt: skip
     for name, data in r.items():
         if isinstance(data, dict) and "error" in data:
             rows.append((f"{name}: FAILED", data["error"].splitlines()[-1][:40], "", ""))
@@ -468,6 +473,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--plots", type=Path, help="folder for the PNGs")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--out", type=Path, help="results JSON (default bench/results/<date>.json)")
+    parser.add_argument(
+        "--merge", type=Path, help="start from this results JSON and re-run only --only's steps"
+    )
     args = parser.parse_args(argv)
     names = args.only.split(",") if args.only else list(STEPS)
     unknown = set(names) - set(STEPS)
@@ -490,6 +498,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "results": {},
         "seconds": {},
     }
+    if args.merge:
+        previous = json.loads(args.merge.read_text())
+        result["results"] = previous["results"]
+        result["seconds"] = previous.get("seconds", {})
+        result["command"] = previous["command"] + " ; " + result["command"]
+        args.out = args.out or args.merge
     progress = Progress(len(names))
     for name in names:
         progress.show(name)

@@ -35,6 +35,10 @@ class ServeConfig:
     max_lag_updates: int = 1024
     send_timeout_s: float = 10.0
     shutdown_timeout_s: float = 5.0
+    #: Stream ids a node holds at once, and per resource instance (each id has at most one
+    #: connected reader, so this bounds subscribers per instance): 429 beyond.
+    max_streams: int = 100_000
+    max_streams_per_instance: int = 20_000
     # Out of the repr: a logged config must not leak the token.
     control_token: str | None = field(default=None, repr=False)
     #: SIGTERM / POST /v1/admin/drain: connected streams are ended spread over this many
@@ -59,6 +63,8 @@ class ServeConfig:
         _check_count("history_versions", self.history_versions, allow_zero=True)
         _check_count("max_pending_updates", self.max_pending_updates)
         _check_count("max_lag_updates", self.max_lag_updates)
+        _check_count("max_streams", self.max_streams)
+        _check_count("max_streams_per_instance", self.max_streams_per_instance)
         if self.max_lag_updates < self.max_pending_updates:
             raise ConfigError("max_lag_updates must be >= max_pending_updates")
         if self.control_token is not None and not self.control_token.strip():

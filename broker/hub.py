@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.config import ServeConfig
-from broker.errors import DrainingError, StreamIdConflictError, UnknownStreamError
+from broker.errors import ApiError, DrainingError, StreamIdConflictError, UnknownStreamError
 from broker.instance_state import InstanceState
 from broker.sse import check_run_id, encode_event, parse_event_id
 from broker.subscription import Subscription
@@ -124,6 +124,12 @@ class Hub:
                 self._arm_idle(existing.instance)
             return stream_id
         state = self._instances.get(handle.id)
+        full = len(self._streams) >= self._config.max_streams or (
+            state is not None and len(state.streams) >= self._config.max_streams_per_instance
+        )
+        if full:
+            self._engine.release(handle)
+            raise ApiError(429, "too many streams on this node or resource instance; retry later")
         if state is None:
             state = InstanceState.new(handle, self._engine.version, self._config.history_versions)
             self._instances[handle.id] = state

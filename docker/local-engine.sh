@@ -194,6 +194,33 @@ build_skiff() {
     fi
 }
 
+remove_leftovers() {
+    # What a killed test run left behind (testcontainers' reaper is off, and a killed pytest
+    # cleans nothing up): test containers and compose projects older than an hour. Younger
+    # ones may belong to a run in progress.
+    local now id created project
+    now=$(date +%s)
+    podman ps -a --filter label=org.testcontainers=true --format '{{.ID}} {{.Created.Unix}}' |
+        while read -r id created; do
+            if ((now - created > 3600)); then
+                podman rm -f "$id" >/dev/null && log "removed leftover test container $id"
+            fi
+        done
+    podman ps -a --filter label=io.podman.compose.project \
+        --format '{{.Created.Unix}} {{index .Labels "io.podman.compose.project"}}' |
+        while read -r created project; do
+            if [[ $project == skifftest* ]] && ((now - created > 3600)); then
+                echo "$project"
+            fi
+        done | sort -u | while read -r project; do
+            podman ps -a -q --filter "label=io.podman.compose.project=$project" |
+                xargs -r podman rm -f >/dev/null
+            podman network rm -f "${project}_default" >/dev/null 2>&1 || true
+            podman volume rm -f "${project}_redis-data" >/dev/null 2>&1 || true
+            log "removed leftover compose project $project"
+        done
+}
+
 clean() {
     if [[ -f $STATE/service.pid ]]; then
         kill "$(cat "$STATE/service.pid")" 2>/dev/null || true
@@ -223,6 +250,7 @@ main() {
         write_config
         export CONTAINERS_CONF=$CONF
         start_api
+        remove_leftovers
         build_base
         build_valkey
         build_skiff

@@ -2,7 +2,7 @@
 
 Inputs:   posts    post_id    -> [{"title", "url", "author"}]        (author: a user id)
           users    user_id    -> [{"name"}]
-          upvotes  upvote_id  -> [{"post": post_id, "user": user_id}]
+          upvotes  "post_id:user_id" -> [{"post": post_id, "user": user_id}]
           sessions session_id -> [{"user": user_id}]
 Shared:   ranked   [-upvotes, post_id] -> [post with "upvotes" and "author_name"]
           upvoters post_id -> [user_id, ...]
@@ -169,10 +169,12 @@ SEED_POSTS = [
         },
     ),
 ]
+# An upvote's id is "<post>:<user>", so a user upvotes a post at most once and un-upvoting is
+# deleting that key (what the web front end at the proxy's `/` does).
 SEED_UPVOTES = [
-    ("u1", {"post": "p1", "user": "bob"}),
-    ("u2", {"post": "p1", "user": "carol"}),
-    ("u3", {"post": "p2", "user": "alice"}),
+    ("p1:bob", {"post": "p1", "user": "bob"}),
+    ("p1:carol", {"post": "p1", "user": "carol"}),
+    ("p2:alice", {"post": "p2", "user": "alice"}),
 ]
 
 service = Service(

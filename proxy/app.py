@@ -10,6 +10,7 @@
 | `GET /healthz`, `/v1/healthcheck` | the proxy itself: 503 without Redis or without a ready node |
 | `GET /metrics` | the proxy's Prometheus metrics |
 | `GET /v1/admin/nodes` | the proxy's view of membership |
+| `GET /`, `/static/*`, `/_skiff/*` | the example app and the status page (proxy/web.py) |
 
 Security: with a control token configured, PATCH, DELETE and admin routes need
 `Authorization: Bearer <token>` (401 otherwise, checked before anything is forwarded; compared
@@ -42,6 +43,7 @@ from proxy.gateway import Gateway
 from proxy.passthrough import StreamRelay
 from proxy.streams import Opened
 from proxy.upstream import Reply, segment
+from proxy.web import web_routes
 
 _READ_ATTEMPTS: Final = 2
 _CORS_HEADERS: Final = ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"]
@@ -60,6 +62,7 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/v1/snapshot/{resource}", endpoints.snapshot, methods=["POST"]),
         Route("/v1/snapshot/{resource}/lookup", endpoints.lookup, methods=["POST"]),
         Route("/v1/admin/nodes", endpoints.nodes, methods=["GET"]),
+        *web_routes(gateway),  # `/` (the example app) and `/_skiff/` (status): proxy/web.py
     ]
     middleware = [Middleware(_CountRequests, gateway=gateway)]
     origins = list(gateway.config.cors_origins)

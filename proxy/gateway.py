@@ -61,6 +61,10 @@ class Gateway:
         return _opened(self._membership)
 
     @property
+    def redis(self) -> Redis:
+        return _opened(self._redis)
+
+    @property
     def keepalive(self) -> KeepAlive:
         return _opened(self._keepalive)
 

@@ -78,6 +78,7 @@ async def _run(options: DevOptions) -> int:
             return 0
         starting.result()
         cluster.say(f"ready: open {cluster.url}   (Ctrl-C stops everything)")
+        cluster.say(f"  the app: {cluster.url}/   cluster status: {cluster.url}/_skiff/")
         cluster.say(f"  curl -X POST {cluster.url}/v1/snapshot/posts -d '{{\"limit\": 3}}'")
         exited = asyncio.create_task(cluster.wait_for_exit())
         await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)

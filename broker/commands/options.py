@@ -62,6 +62,19 @@ _OPTIONS: tuple[tuple[str, str, type[Any], str], ...] = (
         f"disconnected (default {_DEFAULTS.max_lag_updates})",
     ),
     (
+        "--max-streams",
+        "max_streams",
+        int,
+        f"stream ids a node holds at once, 429 beyond (default {_DEFAULTS.max_streams})",
+    ),
+    (
+        "--max-streams-per-instance",
+        "max_streams_per_instance",
+        int,
+        f"stream ids (so readers) per resource instance, 429 beyond "
+        f"(default {_DEFAULTS.max_streams_per_instance})",
+    ),
+    (
         "--send-timeout",
         "send_timeout_s",
         float,

@@ -27,7 +27,10 @@ from broker.json_bytes import dumps, loads
 from broker.sse import SseParser
 from examples.hackernews import SEED_POSTS, SEED_UPVOTES, SEED_USERS
 
-# A connection silent for this long is dead (nodes send a heartbeat every 30 s by default).
+# A connection silent for this long is dead (nodes send a heartbeat every 30 s by default), as
+# SkiffClient's idle_timeout_s does. A browser's EventSource has no such timeout: it relies on
+# the proxy to end a relay whose node went silent (tests/deploy/test_compose.py counts how often
+# this timeout had to step in).
 IDLE_TIMEOUT_S = 45.0
 RETRY_PAUSE_S = 0.3
 
@@ -51,6 +54,7 @@ class Watcher:
     statuses: Counter[int] = field(default_factory=Counter)
     connections: int = 0
     events: int = 0
+    idle_timeouts: int = 0  # connections this client gave up on after IDLE_TIMEOUT_S of silence
 
     @property
     def node(self) -> str:
@@ -73,6 +77,8 @@ class Watcher:
         while True:
             try:
                 await self._read_once()
+            except httpx.ReadTimeout:
+                self.idle_timeouts += 1
             except httpx.TransportError:
                 pass
             await asyncio.sleep(RETRY_PAUSE_S)
@@ -177,9 +183,7 @@ class Writer:
                 await asyncio.wait_for(stop.wait(), pause_s)
 
 
-async def retry_until_ok(
-    send: Any, deadline_s: float, statuses: Counter[int]
-) -> httpx.Response:
+async def retry_until_ok(send: Any, deadline_s: float, statuses: Counter[int]) -> httpx.Response:
     """`await send()` until it answers 2xx; a 4xx other than 409/429 is a test failure."""
     give_up = time.monotonic() + deadline_s
     last = "no attempt"

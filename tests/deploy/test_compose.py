@@ -4,7 +4,8 @@ Runs under `make test-containers` (docker/local-engine.sh builds the images and 
 sets the environment); anywhere else it skips, saying why. With the images overridden to the
 local builds, the test opens SSE streams and writes through the published proxy port, then:
 scales followers 2 -> 3, cuts a follower off the network and heals it, scales down to 1 (the
-surplus followers drain), and kills the leading candidate's container. After each step every
+surplus followers drain), kills the leading candidate's container, kills and restarts Redis (its
+AOF brings the state back), and flushes Redis (a new epoch). After each step every
 client must converge to the state the acknowledged writes define; no client may ever see a 404
 for its stream, nor a version going backwards within a run. Everything the project started is
 removed at the end, also on failure (container logs are kept in test-artifacts/).
@@ -92,8 +93,7 @@ def serving_followers(view: dict[str, Any]) -> list[str]:
     return [
         node["node_id"]
         for node in view["nodes"]
-        if node["role"] == "follower" and node["ready"] and node["serving"]
-        and not node["draining"]
+        if node["role"] == "follower" and node["ready"] and node["serving"] and not node["draining"]
     ]
 
 
@@ -153,7 +153,11 @@ async def converge(
 
 def _diff(actual: dict[str, int], expected: dict[str, int]) -> dict[str, Any]:
     keys = actual.keys() | expected.keys()
-    return {k: (actual.get(k), expected.get(k)) for k in sorted(keys) if actual.get(k) != expected.get(k)}
+    return {
+        k: (actual.get(k), expected.get(k))
+        for k in sorted(keys)
+        if actual.get(k) != expected.get(k)
+    }
 
 
 @contextlib.asynccontextmanager
@@ -227,7 +231,13 @@ async def _scenario(
     for service in ("redis", "leader-a", "leader-b", "follower", "proxy"):
         for container in await project.containers(service):
             assert await project.healthcheck(container) == "healthy", container
+    # What a user does: read the URL the `url` service printed, open it.
+    (url_container,) = await project.containers("url", running_only=False)
+    printed = await project.podman("logs", url_container, merged=True)
+    assert f"open http://localhost:{port} " in printed, printed
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as anonymous:
+        page = await anonymous.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         refused = await anonymous.patch("/v1/inputs/posts", content=b'[["x", [{}]]]')
         assert refused.status_code == 401
 
@@ -252,12 +262,16 @@ async def _scenario(
     hosts = {await project.hostname(c): c for c in await project.containers("follower")}
     busiest = max(hosts, key=lambda node: sum(w.node == node for w in watchers))
     victim = hosts[busiest]
-    steps.log(f"disconnecting {victim} ({busiest}, {sum(w.node == busiest for w in watchers)} streams)")
+    steps.log(
+        f"disconnecting {victim} ({busiest}, {sum(w.node == busiest for w in watchers)} streams)"
+    )
     async with writes_flowing(writer):
         await project.podman("network", "disconnect", project.network, victim)
         await wait_for_cluster(http, followers=2)
         await writer.write(4)
     await converge(http, watchers, writer, steps, "follower partitioned")
+    stalled = sum(w.idle_timeouts for w in watchers)
+    steps.log(f"{stalled} client connection(s) had to be ended by the client's idle timeout")
     async with writes_flowing(writer):
         await project.podman("network", "connect", project.network, victim)
         await wait_for_cluster(http, followers=3)
@@ -283,6 +297,25 @@ async def _scenario(
         view = await wait_for_cluster(http, followers=1, not_leader=leader)
         steps.log(f"{view['leader']} leads {time.monotonic() - killed:.1f} s after the kill")
     await converge(http, watchers, writer, steps, "leader failed over")
+
+    # -- Redis killed and restarted: the AOF on its volume brings the state back ----------------
+    redis = f"{project.name}_redis_1"
+    runs = {w.run for w in watchers}
+    steps.log("killing Redis")
+    await project.podman("kill", redis)
+    await project.podman("start", redis)
+    await wait_for_cluster(http, followers=1)
+    await writer.write(4)
+    await converge(http, watchers, writer, steps, "Redis restarted")
+    assert {w.run for w in watchers} == runs, "a Redis restart with its AOF changed the epoch"
+
+    # -- Redis loses everything: a new epoch from the leader's memory, clients get an init ---
+    steps.log("flushing Redis")
+    await project.podman("exec", redis, "redis-cli", "FLUSHALL")
+    await wait_for_cluster(http, followers=1)
+    await writer.write(4)
+    await converge(http, watchers, writer, steps, "Redis data lost")
+    assert not {w.run for w in watchers} & runs, "Redis lost its data but the epoch stayed"
 
     # -- what no client may ever have seen ---------------------------------------------------
     assert [m for w in watchers for m in w.not_found] == []
