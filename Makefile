@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: dev test lint bench bench-skip install clean containers test-containers
+.PHONY: dev test lint bench bench-skip install clean containers test-containers chaos soak
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,21 @@ bench: $(BENCH_STAMP)
 bench-skip: $(BENCH_STAMP)
 	$(BIN)/python -m bench.skip_runtime install
 	$(BIN)/python -m bench.run_all --skip $(BENCH_ARGS)
+
+# Fault injection and endurance (not part of `make test`, which runs one short seeded chaos run).
+# `SEED=7 RUNS=5 FAULTS=30 make chaos`: seeded scenarios (tests/chaos/run.py), JSON reports, exit 1
+# on any invariant violation (CHAOS_KEEP=1 keeps the process logs). `SOAK_SECONDS=600 make soak`:
+# steady writes and 1,000 streams, RSS/fds/tasks per process over time (tests/soak/run.py).
+SEED ?= 1
+RUNS ?= 5
+FAULTS ?= 30
+SOAK_SECONDS ?= 600
+
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.run --seed $(SEED) --runs $(RUNS) --faults $(FAULTS)
+
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak.run --seconds $(SOAK_SECONDS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

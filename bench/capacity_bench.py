@@ -331,3 +331,58 @@ def print_capacity(result: dict[str, Any]) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def markdown_tables(result: dict[str, Any]) -> str:
+    """The costs and the validation as markdown (pasted into docs/scaling.md)."""
+    c = result["costs"]
+    out = [
+        "| cost | measured |",
+        "|---|---:|",
+        f"| leader, per version (tick + input-log and delta appends) | {c['leader_per_version'] * 1e6:.0f} µs |",  # noqa: E501
+        f"| leader, per key update | {c['leader_per_key'] * 1e6:.1f} µs |",
+        f"| follower, per delta applied | {c['follower_per_version'] * 1e6:.0f} µs |",
+        f"| follower, per key applied | {c['follower_per_key'] * 1e6:.1f} µs |",
+        f"| follower, per SSE event per subscriber | {c['sse_per_event'] * 1e6:.1f} µs |",
+        f"| proxy, per byte relayed | {c['proxy_per_byte'] * 1e9:.0f} ns "
+        f"({c['proxy_per_byte'] * c['event_bytes'] * 1e6:.0f} µs per {c['event_bytes']:.0f}-byte event) |",  # noqa: E501
+        f"| Redis, per version (append + one follower's read) | {c['redis_per_version'] * 1e6:.0f} µs |",  # noqa: E501
+        f"| Redis, per key | {c['redis_per_key'] * 1e6:.2f} µs |",
+        f"| Redis, share of that which is the follower's read | {c['redis_reader_share'] * 100:.0f} % |",  # noqa: E501
+        "",
+    ]
+    for title, rows, load in (
+        ("validation", result["validation"], result["load"]),
+        ("overload", result["overload"]["rows"], result["overload"]["load"]),
+    ):
+        out.append(
+            f"**{title}**: {load['keys_per_s']:,.0f} keys/s in {load['batch']}-key batches, "
+            f"{load['subscribers_per_follower']} subscribers per follower on a key every version "
+            "changes; CPU in cores (CPU-seconds per second)."
+        )
+        out.append("")
+        out.append("| followers | process | predicted | measured | error |")
+        out.append("|---:|---|---:|---:|---:|")
+        for row in rows:
+            for role, predicted in row["predicted"].items():
+                measured = row["measured"][role]
+                err = (predicted - measured) / measured * 100 if measured else float("nan")
+                out.append(
+                    f"| {row['followers']} | {role} | {predicted:.3f} | {measured:.3f} | {err:+.0f} % |"  # noqa: E501
+                )
+            total_p = sum(row["predicted"].values())
+            total_m = sum(row["measured"][k] for k in row["predicted"])
+            out.append(
+                f"| {row['followers']} | **servers, total** | {total_p:.3f} | {total_m:.3f} | "
+                f"{(total_p - total_m) / total_m * 100:+.0f} % |"
+            )
+            out.append(
+                f"| {row['followers']} | (benchmark client) | — | {row['measured'].get('client', 0):.3f} | |"  # noqa: E501
+            )
+            delivered = row["events_per_s"] / max(1.0, row["events_demanded_per_s"])
+            out.append(
+                f"| {row['followers']} | events delivered / demanded | | "
+                f"{row['events_per_s']:,.0f} / {row['events_demanded_per_s']:,.0f} | {delivered * 100:.0f} % |"  # noqa: E501
+            )
+        out.append("")
+    return "\n".join(out)

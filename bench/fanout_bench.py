@@ -88,6 +88,7 @@ async def fanout_curve(
                     "median_ms": statistics.median(median) * 1e3,
                     "last_ms": statistics.median(last) * 1e3,
                     "last_samples_ms": [x * 1e3 for x in last],
+                    "refusals": pool.refusals,
                 }
             )
     finally:

@@ -49,19 +49,27 @@ def draw(result: dict[str, Any], folder: Path) -> list[Path]:
         ("instances", "skiff", "10k instances, skiff follower", "-."),
         ("instances", "skip", "10k instances, Skip", "-."),
     ]
+    drawn = False
     for step, system, label, style in curves:
         data = r.get(step, {}).get(system)
         if data and data.get("latency_ms"):
+            if step == "instances":
+                label = f"{data['instances']:,}" + label.removeprefix("10k")
             _cdf(ax, data["latency_ms"], label, color=COLORS[system], linestyle=style)
+            drawn = True
     follower = r.get("replication_lag", {}).get("write_sse_via_follower_ms")
     if follower:
         _cdf(ax, follower, "items, via follower (leader write)", color="tab:green")
-    ax.set_xscale("log")
-    ax.set_xlabel("write → SSE update (ms, log)")
-    ax.set_ylabel("fraction of writes")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    save(fig, "latency_cdf.png", "write→SSE latency CDFs")
+        drawn = True
+    if drawn:
+        ax.set_xscale("log")
+        ax.set_xlabel("write → SSE update (ms, log)")
+        ax.set_ylabel("fraction of writes")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        save(fig, "latency_cdf.png", "write→SSE latency CDFs")
+    else:
+        plt.close(fig)
 
     # Ingest throughput.
     bars = []
@@ -84,8 +92,6 @@ def draw(result: dict[str, Any], folder: Path) -> list[Path]:
     series = [
         ("fanout", "skiff", "skiff node", "o-"),
         ("fanout", "skip", "Skip", "s-"),
-        ("fanout_cluster", "direct", "skiff follower (direct)", "^--"),
-        ("fanout_cluster", "proxy", "skiff via proxy", "v--"),
     ]
     drawn = False
     for step, key, label, style in series:
@@ -94,6 +100,13 @@ def draw(result: dict[str, Any], folder: Path) -> list[Path]:
             xs = [row["subscribers"] for row in rows]
             ax.plot(xs, [row["last_ms"] for row in rows], style, label=label)
             drawn = True
+    proxy_fanout = r.get("proxy", {}).get("fanout")
+    if proxy_fanout:
+        n = proxy_fanout["subscribers"]
+        for key, label, marker in (("direct", "skiff follower, direct", "^"),
+                                   ("proxy", "skiff through the proxy", "v")):  # fmt: skip
+            ax.plot([n], [proxy_fanout[key]["last_p50_ms"]], marker, markersize=9, label=label)
+        drawn = True
     if drawn:
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -111,13 +124,22 @@ def draw(result: dict[str, Any], folder: Path) -> list[Path]:
     for step, key, role, label in (
         ("fanout", "skiff", "node", "skiff node, one shared instance"),
         ("fanout", "skip", "node", "Skip, one stream each"),
-        ("fanout_cluster", "proxy", "follower1", "skiff follower behind proxy"),
-        ("fanout_cluster", "proxy", "proxy", "skiff proxy"),
     ):
         rows = r.get(step, {}).get(key)
         if rows:
             xs = [row["subscribers"] for row in rows]
             ax.plot(xs, [row["rss_bytes"][role] / 2**20 for row in rows], "o-", label=label)
+            drawn = True
+    idle = r.get("proxy", {}).get("streams")
+    if idle:
+        for key, role, label in (
+            ("direct", "follower", "skiff follower, idle streams (direct)"),
+            ("proxy", "follower", "skiff follower, idle streams (via proxy)"),
+            ("proxy", "proxy", "skiff proxy, idle streams"),
+        ):
+            curve = idle[key]["rss_curve"]
+            xs = [point["streams"] for point in curve]
+            ax.plot(xs, [point["rss_bytes"][role] / 2**20 for point in curve], "^:", label=label)
             drawn = True
     for system, label in (("skiff", "skiff follower, distinct instances"),
                           ("skip", "Skip, distinct instances")):  # fmt: skip

@@ -33,7 +33,7 @@ import resource
 import statistics
 import time
 from collections.abc import Coroutine
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -88,73 +88,108 @@ async def idle_streams(
     count: int,
     *,
     warm: int = 100,
-    steps: int = 4,
-    chunk: int = 500,
+    steps: int = 10,
+    chunk: int = 10,
     hold_s: float = 3.0,
     settle_s: float = 1.0,
+    budget_s: float = 900.0,
 ) -> dict[str, Any]:
-    """Open `count` SSE streams on one shared instance through `streams` and keep them open;
-    the RSS of every process in `streams.pids` at 0, after `warm` streams and after each of
-    `steps` equal steps, and the time to create (POST) and open (GET until init) them."""
+    """Open up to `count` SSE streams on one shared instance through `streams` and keep them
+    open: the RSS of every process in `streams.pids` at 0, after `warm` streams and after each
+    of `steps` equal steps, and the time to create (POST) and open (GET until init) them.
+
+    Streams are created and opened `chunk` at a time. Opening stops early, and the figures are
+    taken on what is open, when the server refuses a stream (the error is reported) or when
+    opening has taken `budget_s`."""
     pool = SubscriberPool(streams.host, streams.stream_port)
     pids = streams.pids
+    open_s = create_s = 0.0
+    stopped: str | None = None
+
+    def opened() -> int:
+        return sum(1 for sub in pool.subscribers if sub.ready)
 
     def reading() -> dict[str, Any]:
-        return {"streams": len(pool), "rss_bytes": {r: rss_bytes(p) for r, p in pids.items()}}
-
-    curve = [reading()]
-    timings = {"create_s": 0.0, "open_s": 0.0}
+        return {
+            "streams": opened(),
+            "elapsed_s": create_s + open_s,
+            "rss_bytes": {r: rss_bytes(p) for r, p in pids.items()},
+        }
 
     async def grow(target: int) -> None:
         # A chunk at a time, each created (POST) then opened (GET until init) at once, the way
         # a client does: a stream id left unopened would lapse after the proxy's --stream-ttl.
-        while len(pool) < target:
+        nonlocal open_s, create_s, stopped
+        while stopped is None and len(pool) < target:
+            if create_s + open_s > budget_s:
+                stopped = f"time budget of {budget_s:.0f} s spent"
+                break
             n = min(chunk, target - len(pool))
             t0 = time.perf_counter()
-            ids = await create_streams(streams, [SHARED] * n, conns=min(8, n))
-            t1 = time.perf_counter()
-            await pool.add([streams.stream_path(i) for i in ids], wait_s=300)
-            timings["create_s"] += t1 - t0
-            timings["open_s"] += time.perf_counter() - t1
+            try:
+                ids = await create_streams(streams, [SHARED] * n, conns=min(8, n))
+                t1 = time.perf_counter()
+                create_s += t1 - t0
+                await pool.add([streams.stream_path(i) for i in ids], wait_s=120)
+                open_s += time.perf_counter() - t1
+            except (RuntimeError, TimeoutError, OSError) as err:
+                stopped = f"{type(err).__name__}: {err}".splitlines()[0][:200]
         await asyncio.sleep(settle_s)
         curve.append(reading())
 
+    curve = [reading()]
     try:
         warm = min(warm, count // 10)
         await grow(warm)
-        warm_timings = dict(timings)
-        timings = {"create_s": 0.0, "open_s": 0.0}
+        warm_up_s, open_s, create_s = create_s + open_s, 0.0, 0.0
         for step in range(1, steps + 1):
-            await grow(warm + (count - warm) * step // steps)
+            if stopped is None:
+                await grow(warm + (count - warm) * step // steps)
         await asyncio.sleep(hold_s)  # idle: they stay open and cost no more
         held = {r: rss_bytes(p) for r, p in pids.items()}
         fds = {r: fd_count(p) for r, p in pids.items()}
         lost = pool.lost
+        reached = opened()
     finally:
         pool.close()
-    base, top = curve[1]["rss_bytes"], curve[-1]["rss_bytes"]
-    added = count - warm
+    base, top = curve[1], curve[-1]
+    added = max(1, top["streams"] - base["streams"])
     return {
-        "streams": count,
+        "requested": count,
+        "streams": reached,
+        "stopped": stopped,
         "warm": warm,
         "lost": lost,
         "rss_curve": curve,
         "rss_after_hold": held,
         "fds_open": fds,
-        "rss_per_stream_bytes": {r: (top[r] - base[r]) / added for r in pids},
-        "rss_per_stream_from_zero_bytes": {
-            r: (top[r] - curve[0]["rss_bytes"][r]) / count for r in pids
+        "rss_per_stream_bytes": {
+            r: (top["rss_bytes"][r] - base["rss_bytes"][r]) / added for r in pids
         },
-        "create_s": timings["create_s"],
-        "open_s": timings["open_s"],
-        "streams_per_s": added / (timings["create_s"] + timings["open_s"]),
-        "warm_up_s": warm_timings["create_s"] + warm_timings["open_s"],
+        "rss_per_stream_from_zero_bytes": {
+            r: (top["rss_bytes"][r] - curve[0]["rss_bytes"][r]) / max(1, top["streams"])
+            for r in pids
+        },
+        "create_s": create_s,
+        "open_s": open_s,
+        "streams_per_s": added / max(1e-9, create_s + open_s),
+        "warm_up_s": warm_up_s,
     }
 
 
-async def streams_part(
-    c: Cluster, count: int, warm: int, chunk: int, steps: int = 4, settle_s: float = 1.0
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Opening:
+    """How idle_streams opens its streams (see there)."""
+
+    warm: int = 100
+    steps: int = 10
+    chunk: int = 10
+    settle_s: float = 1.0
+    budget_s: float = 900.0
+
+
+async def streams_part(c: Cluster, count: int, how: Opening) -> dict[str, Any]:
+    """`count` idle streams directly on the follower, closed, then through the proxy."""
     assert c.proxy is not None
     follower_pid, proxy_pid = c.pids["follower1"], c.pids["proxy"]
     client_cap = stream_budget(psutil.Process().pid, 1)
@@ -163,11 +198,12 @@ async def streams_part(
 
     def opened(streams: Endpoint, n: int) -> Coroutine[Any, Any, dict[str, Any]]:
         return idle_streams(
-            streams, n, warm=warm, steps=steps, chunk=chunk, hold_s=3 * settle_s, settle_s=settle_s
-        )
+            streams, n, warm=how.warm, steps=how.steps, chunk=how.chunk,
+            hold_s=3 * how.settle_s, settle_s=how.settle_s, budget_s=how.budget_s,
+        )  # fmt: skip
 
     direct = await opened(follower, direct_n)
-    await asyncio.sleep(2 * settle_s)  # the follower notices the disconnects
+    await asyncio.sleep(2 * how.settle_s)  # the follower notices the disconnects
     # Through the proxy: two descriptors per stream in the proxy, one in the follower and
     # one in this client.
     proxy_cap = stream_budget(proxy_pid, 2)
@@ -271,9 +307,8 @@ async def run(args: argparse.Namespace, parts: list[str]) -> dict[str, Any]:
     async with cluster(SERVICE, NAME, 1000, followers=1, proxy=True) as c:
         await asyncio.sleep(1.5)  # the proxy learns its members
         if "streams" in parts:
-            result["streams"] = await streams_part(
-                c, args.streams, args.warm, args.chunk, args.steps, args.settle
-            )
+            how = Opening(args.warm, args.steps, args.chunk, args.settle, args.budget)
+            result["streams"] = await streams_part(c, args.streams, how)
             await asyncio.sleep(2 * args.settle)
         if "latency" in parts:
             result["latency"] = await interleaved_latency(c, args.writes, gap_s=args.gap)
@@ -307,17 +342,25 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     st = result.get("streams")
     if st:
         d, v = st["direct"], st["proxy"]
-        cap = " (fd limit)" if st["capped_by_fd_limit"]["proxy"] else ""
-        out += [
-            ("idle streams direct on the follower", f"{d['streams']:,}"),
-            ("  open (s) / streams per s", _pair(d["create_s"] + d["open_s"], d["streams_per_s"], ",.1f")),  # noqa: E501
-            ("  follower RSS/stream (KB, ≤20)", f"{d['rss_per_stream_bytes']['follower'] / 1e3:.1f}"),  # noqa: E501
-            (f"idle streams through the proxy{cap}", f"{v['streams']:,}"),
-            ("  open (s) / streams per s", _pair(v["create_s"] + v["open_s"], v["streams_per_s"], ",.1f")),  # noqa: E501
-            ("  proxy RSS/stream (KB, ≤20)", f"{v['rss_per_stream_bytes']['proxy'] / 1e3:.1f}"),
-            ("  follower RSS/stream (KB, reused mem)", f"{v['rss_per_stream_bytes']['follower'] / 1e3:.1f}"),  # noqa: E501
-            ("  streams lost direct / proxy", f"{d['lost']} / {v['lost']}"),
-        ]  # fmt: skip
+        for label, r, role in (
+            ("direct on the follower", d, "follower"),
+            ("through the proxy", v, "proxy"),
+        ):
+            cap = "; fd limit" if r["requested"] < st["requested"] else ""
+            out += [
+                (f"idle streams {label} (asked {r['requested']:,}{cap})", f"{r['streams']:,}"),
+                ("  open (s) / streams per s", _pair(r["create_s"] + r["open_s"], r["streams_per_s"], ",.1f")),  # noqa: E501
+                (f"  {role} RSS per stream (KB, ≤20)", f"{r['rss_per_stream_bytes'][role] / 1e3:.1f}"),  # noqa: E501
+                ("  streams lost while held", f"{r['lost']}"),
+            ]  # fmt: skip
+            if r["stopped"]:
+                out.append(("  stopped early", r["stopped"][:60]))
+        out.append(
+            (
+                "  follower RSS/stream via proxy (KB)",
+                f"{v['rss_per_stream_bytes']['follower'] / 1e3:.1f}",
+            )
+        )
     fo = result.get("fanout")
     if fo:
         n = fo["subscribers"]
@@ -334,8 +377,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--parts", default="streams,latency,fanout")
     parser.add_argument("--streams", type=int, default=10_000, help="idle streams per process")
     parser.add_argument("--warm", type=int, default=100, help="streams opened before the baseline")
-    parser.add_argument("--chunk", type=int, default=500, help="streams connected at once")
-    parser.add_argument("--steps", type=int, default=4, help="RSS readings while opening")
+    parser.add_argument("--chunk", type=int, default=10, help="streams opened at once")
+    parser.add_argument("--steps", type=int, default=10, help="RSS readings while opening")
+    parser.add_argument("--budget", type=float, default=900.0, help="seconds to open, at most")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds before an RSS reading")
     parser.add_argument("--writes", type=int, default=1000, help="latency samples per path")
     parser.add_argument("--gap", type=float, default=0.002, help="seconds between writes")

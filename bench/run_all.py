@@ -19,7 +19,6 @@ import gc
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -29,7 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench import capacity_bench, graph_bench, replication_bench, skip_runtime
+from bench import capacity_bench, graph_bench, proxy_bench, replication_bench, skip_runtime
 from bench.cluster import cluster, proxy_available, serve
 from bench.endpoints import Endpoint
 from bench.fanout_bench import fanout_curve, per_stream_bytes
@@ -51,6 +50,8 @@ class Sizes:
     posts: int
     fanout_counts: tuple[int, ...]
     fanout_writes: int
+    idle_streams: int
+    proxy_fanout: int
     instances: int
     instance_writes: int
     bootstrap_sizes: tuple[int, ...]
@@ -62,14 +63,15 @@ class Sizes:
 FULL = Sizes(
     wide_keys=1_000_000, compare_keys=100_000, graph_writes=2000, latency_writes=1000,
     ingest_seconds=10.0, posts=1000, fanout_counts=(1, 10, 100, 1000, 10_000), fanout_writes=5,
-    instances=10_000, instance_writes=200, bootstrap_sizes=(10_000, 100_000, 1_000_000),
-    bootstrap_trials=3, lag_rates=(1000, 5000, 10_000, 20_000), lag_seconds=10.0,
+    idle_streams=10_000, proxy_fanout=1000, instances=10_000, instance_writes=200,
+    bootstrap_sizes=(10_000, 100_000, 1_000_000), bootstrap_trials=3,
+    lag_rates=(1000, 5000, 10_000, 20_000), lag_seconds=10.0,
 )  # fmt: skip
 QUICK = Sizes(
     wide_keys=20_000, compare_keys=20_000, graph_writes=200, latency_writes=100,
     ingest_seconds=2.0, posts=200, fanout_counts=(1, 10, 100), fanout_writes=3,
-    instances=300, instance_writes=30, bootstrap_sizes=(2_000, 20_000), bootstrap_trials=1,
-    lag_rates=(1000, 5000), lag_seconds=2.0,
+    idle_streams=200, proxy_fanout=100, instances=300, instance_writes=30,
+    bootstrap_sizes=(2_000, 20_000), bootstrap_trials=1, lag_rates=(1000, 5000), lag_seconds=2.0,
 )  # fmt: skip
 
 
@@ -214,32 +216,22 @@ def step_fanout(s: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def step_fanout_cluster(s: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
-    """Direct-to-follower vs through the proxy, same cluster, same run (issue 4's figures)."""
+def step_proxy(s: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Issue 4's figures, from bench/proxy_bench.py: idle streams per follower and per proxy,
+    the latency the proxy adds, fan-out through it."""
     reason = proxy_available()
     if reason:
         return {"unavailable": reason}
-    # The proxy holds two descriptors per relayed stream (client and upstream): under a
-    # 20,000-descriptor hard limit (these machines) it cannot relay 10,000 streams.
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    cap = (soft - 1000) // 2
-    counts = sorted({min(n, cap) for n in s.fanout_counts})
-
-    async def run() -> dict[str, Any]:
-        async with cluster(
-            "bench.workloads:items", "bench-items", 1000, followers=1, proxy=True
-        ) as c:
-            assert c.proxy is not None
-            await asyncio.sleep(1.5)  # the proxy learns its members
-            follower = replace(c.followers[0], pids={"follower1": c.pids["follower1"]})
-            direct = await fanout_curve(follower, c.leader, counts, s.fanout_writes)
-            proxy = replace(
-                c.proxy, pids={"follower1": c.pids["follower1"], "proxy": c.pids["proxy"]}
-            )
-            proxied = await fanout_curve(proxy, proxy, counts, s.fanout_writes)
-            return {"direct": direct, "proxy": proxied}
-
-    return asyncio.run(run())
+    soft, hard = proxy_bench.raise_fd_limit()
+    quick = ctx["quick"]
+    args = argparse.Namespace(
+        streams=s.idle_streams, warm=max(1, s.idle_streams // 100), steps=2 if quick else 10,
+        chunk=10, settle=0.3 if quick else 1.0, budget=600.0,
+        writes=s.latency_writes, gap=0.002, fanout_subscribers=s.proxy_fanout,
+        fanout_writes=s.fanout_writes * 6,
+    )  # fmt: skip
+    result = asyncio.run(proxy_bench.run(args, ["streams", "latency", "fanout"]))
+    return result | {"fd_limit": {"soft": soft, "hard": hard}}
 
 
 def step_instances(s: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
@@ -287,7 +279,7 @@ STEPS: dict[str, Step] = {
     "wide_compare": step_wide_compare,
     "hackernews": step_hackernews,
     "fanout": step_fanout,
-    "fanout_cluster": step_fanout_cluster,
+    "proxy": step_proxy,
     "instances": step_instances,
     "bootstrap": step_bootstrap,
     "replication_lag": step_replication_lag,
@@ -358,16 +350,9 @@ def summary_rows(r: dict[str, Any]) -> list[Row]:
         b = per_stream_bytes(f["skip"], "node") if f.get("skip") else None
         rows.append(("fan-out: RSS per stream (KB)", _fmt(a and a / 1e3, ".1f"),
                      _fmt(b and b / 1e3, ".1f"), _ratio(a, b)))  # fmt: skip
-    fc = r.get("fanout_cluster")
-    if fc and "error" not in fc and "unavailable" not in fc:
-        direct = {row["subscribers"]: row for row in fc["direct"]}
-        for row in fc["proxy"]:
-            n = row["subscribers"]
-            d = direct[n]["last_ms"]
-            rows.append((f"proxy fan-out {n:,}: last (ms) [direct]", f"{row['last_ms']:.1f} [{d:.1f}]", "", ""))  # noqa: E501
-        pf = per_stream_bytes(fc["proxy"], "follower1")
-        pp = per_stream_bytes(fc["proxy"], "proxy")
-        rows.append(("RSS per stream, follower / proxy (KB)", f"{_fmt(pf and pf / 1e3, '.1f')} / {_fmt(pp and pp / 1e3, '.1f')}", "", ""))  # noqa: E501
+    px = r.get("proxy")
+    if px and "error" not in px and "unavailable" not in px:
+        rows += [(f"proxy: {name.strip()}", value, "", "") for name, value in proxy_bench.rows(px)]
     i = r.get("instances")
     if i and "error" not in i:
         n = i["skiff"]["instances"]

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 
 _TAIL = 256
+RETRIES = 3
 
 
 class _Subscriber(asyncio.Protocol):
@@ -40,7 +41,8 @@ class _Subscriber(asyncio.Protocol):
                 self.ready = True
                 pool._ready(self)
             elif b" 200 " not in window[:16] and window.startswith(b"HTTP/1.1 "):
-                pool._failed(window[:64])
+                pool._refused(self, window)
+                return
         marker = pool.marker
         if marker is not None and self.seen is not marker and marker in window:
             self.seen = marker
@@ -48,7 +50,8 @@ class _Subscriber(asyncio.Protocol):
         self.tail = window[-_TAIL:]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.pool.lost += 1
+        if self.ready:
+            self.pool.lost += 1
 
 
 class SubscriberPool:
@@ -62,6 +65,9 @@ class SubscriberPool:
         self.bytes_received = 0
         self.updates = 0
         self.lost = 0
+        self.refusals = 0
+        self._tries: dict[bytes, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._pending_ready = 0
         self._ready_event = asyncio.Event()
         self._arrivals: list[float] = []
@@ -77,9 +83,33 @@ class SubscriberPool:
         if self._pending_ready <= 0:
             self._ready_event.set()
 
-    def _failed(self, head: bytes) -> None:
-        self._error = head.decode(errors="replace")
-        self._ready_event.set()
+    def _refused(self, sub: _Subscriber, head: bytes) -> None:
+        """A refused stream (a proxy's 503 while a node settles) is retried like an EventSource
+        would, half a second later, at most `RETRIES` times per subscriber; `refusals` counts
+        them for the report."""
+        self.refusals += 1
+        if sub.transport is not None:
+            sub.transport.close()
+        if sub in self.subscribers:
+            self.subscribers.remove(sub)
+        tries = self._tries.get(sub.request, 0) + 1
+        self._tries[sub.request] = tries
+        if tries > RETRIES:
+            self._error = head.decode(errors="replace")[:400]
+            self._ready_event.set()
+            return
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._reconnect(sub.request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reconnect(self, request: bytes) -> None:
+        await asyncio.sleep(0.5)
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(
+            lambda: _Subscriber(self, request), self.host, self.port
+        )
+        self.subscribers.append(protocol)
 
     def _arrived(self, now: float) -> None:
         self._arrivals.append(now)

@@ -52,6 +52,9 @@ class CandidateStatus:
     state: str = "standby"
     redis_ok: bool = True
     holder: LeaseRecord | None = None
+    # The highest head version this candidate has seen in the keyspace: above 0 means
+    # acknowledged writes existed, so a vanished keyspace is data loss, not a first start.
+    seen_head: int = 0
 
 
 class Backoff:
@@ -75,6 +78,7 @@ async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateSt
     config = ctx.config
     backoff = Backoff(cap=config.acquire_interval_s * 2)
     missing_since: float | None = None
+    warned = False
     while True:
         # redis-py on 3.11 can swallow a cancel that lands mid-command (see redis_conn).
         honour_cancellation()
@@ -83,13 +87,31 @@ async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateSt
             if meta is None:
                 now = time.monotonic()
                 missing_since = missing_since or now
-                remaining = missing_since + config.fresh_start_grace_s - now
+                lost = status.seen_head > 0 or await _state_elsewhere(ctx)
+                wait = config.data_loss_wait_s if lost else config.fresh_start_grace_s
+                remaining = missing_since + wait - now
                 if remaining > 0 or await _leader_alive_elsewhere(ctx):
+                    if lost and not warned:
+                        warned = True
+                        logger.warning(
+                            "%s: the keyspace vanished but writes existed; waiting up to %.0f s "
+                            "for the node holding the state to republish it",
+                            config.node_id,
+                            config.data_loss_wait_s,
+                        )
                     status.redis_ok = True
                     await asyncio.sleep(min(config.acquire_interval_s, max(remaining, 0.05)))
                     continue
+                if lost:
+                    logger.error(
+                        "%s: Redis lost the keyspace and no node republished it within %.0f s: "
+                        "starting an empty epoch; writes acknowledged before are lost",
+                        config.node_id,
+                        config.data_loss_wait_s,
+                    )
             else:
-                missing_since = None
+                missing_since, warned = None, False
+                status.seen_head = max(status.seen_head, meta.head)
             won = await lease.acquire()
             status.redis_ok = True
             backoff.reset()
@@ -229,8 +251,18 @@ async def _release(lease: LeaderLease, record: LeaseRecord) -> None:
         logger.debug("releasing the lease failed: %s", err)
 
 
+async def _state_elsewhere(ctx: LeaderContext) -> bool:
+    """Whether another node reports state past version 0 (acknowledged writes existed)."""
+    return any(r.applied > 0 or r.role == "leader" for r in await _other_records(ctx))
+
+
 async def _leader_alive_elsewhere(ctx: LeaderContext) -> bool:
     """Whether another node's heartbeat says it leads (it holds state Redis may have lost)."""
+    return any(r.role == "leader" for r in await _other_records(ctx))
+
+
+async def _other_records(ctx: LeaderContext) -> list[NodeRecord]:
+    """The live heartbeat records of the other nodes of the service."""
     keys = ctx.keyspace
     try:
         ids: list[Any] = await ctx.redis.zrange(keys.nodes, 0, -1)
@@ -238,12 +270,12 @@ async def _leader_alive_elsewhere(ctx: LeaderContext) -> bool:
         raw: list[Any] = await ctx.redis.mget([keys.node(i) for i in others]) if others else []
     except redis_errors.RedisError as err:
         raise RedisCallError.wrap("reading node records", err) from err
+    records = []
     for item in raw:
         if item is None:
             continue
         try:
-            if NodeRecord.decode(item).role == "leader":
-                return True
+            records.append(NodeRecord.decode(item))
         except CodecError:
             continue
-    return False
+    return records

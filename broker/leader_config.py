@@ -18,7 +18,10 @@ class LeaderConfig:
     is replaced within about this long). A snapshot is written every `snapshot_every` versions,
     or `snapshot_interval_s` seconds after the previous one when the version moved. A candidate
     that finds no keyspace waits `fresh_start_grace_s` before creating one, so a live leader
-    whose Redis lost its data (FLUSHALL) republishes its state first."""
+    whose Redis lost its data (FLUSHALL) republishes its state first. When the candidate has
+    evidence that acknowledged writes existed (it saw a head above 0, or a node reports an
+    applied version above 0), it waits `data_loss_wait_s` instead for the node holding that
+    state to republish, and only then starts empty, logging the loss as an error."""
 
     node_id: str
     advertise_url: str | None = None
@@ -27,6 +30,7 @@ class LeaderConfig:
     snapshot_interval_s: float = 60.0
     chunk_size: int = 2000
     fresh_start_grace_s: float = 1.5
+    data_loss_wait_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.node_id:
@@ -41,6 +45,8 @@ class LeaderConfig:
             raise ConfigError("chunk size must be >= 1")
         if self.fresh_start_grace_s < 0:
             raise ConfigError("fresh start grace must not be negative")
+        if self.data_loss_wait_s < self.fresh_start_grace_s:
+            raise ConfigError("data loss wait must be at least the fresh start grace")
 
     @property
     def lease_ttl_ms(self) -> int:

@@ -74,15 +74,21 @@ class StreamService:
         digest = instance_digest(resource, params)
         preferred = await _registry_call(self._registry.placement(digest))
         tried: set[str] = set()
+        full: Reply | None = None  # a follower's 429: relayed when no other one has room
         for _ in range(_CREATE_ATTEMPTS):
-            node = _routed(
-                lambda: routing.choose_stream_host(
-                    self._membership.cluster,
-                    preferred=preferred,
-                    ledger=self._ledger,
-                    exclude=tried,
+            try:
+                node = _routed(
+                    lambda: routing.choose_stream_host(
+                        self._membership.cluster,
+                        preferred=preferred,
+                        ledger=self._ledger,
+                        exclude=tried,
+                    )
                 )
-            )
+            except HttpError:
+                if full is not None:
+                    return full
+                raise
             stream_id = stream_ids.mint(node.node_id)
             try:
                 reply = await self._upstream.create_stream(node, resource, body, stream_id)
@@ -92,6 +98,11 @@ class StreamService:
                 continue
             if reply.status == 503:
                 self._unavailable(node, "503")
+                tried.add(node.node_id)
+                continue
+            if reply.status == 429:
+                # That follower holds its maximum of streams: another one may have room.
+                full = reply
                 tried.add(node.node_id)
                 continue
             if reply.status != 201:
@@ -106,6 +117,8 @@ class StreamService:
                 raise HttpError(503, "the stream registry is unavailable") from err
             self._ledger.add(node.node_id)
             return Reply(201, stream_id.encode(), "text/plain; charset=utf-8")
+        if full is not None:
+            return full
         raise HttpError(503, "no follower could create the stream")
 
     async def open(self, stream_id: str, last_event_id: str | None) -> Opened | Reply:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(10)
 
 async def client(make_hub: HubFactory, **overrides: int) -> httpx.AsyncClient:
     hub = make_hub(**overrides)
-    config = ServeConfig(port=0, max_body_bytes=4096, **overrides)
+    config = ServeConfig(port=0, max_body_bytes=4096, **overrides)  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=create_app(hub, config))
     return httpx.AsyncClient(transport=transport, base_url="http://skiff.test")
 
@@ -54,4 +54,4 @@ async def test_an_oversized_key_value_or_params_body_is_413(make_hub: HubFactory
 @pytest.mark.parametrize("field", ["max_streams", "max_streams_per_instance"])
 def test_stream_limits_must_be_positive(field: str) -> None:
     with pytest.raises(ConfigError):
-        ServeConfig(**{field: 0})
+        ServeConfig(**{field: 0})  # type: ignore[arg-type]

@@ -16,17 +16,17 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from tests.chaos.scenario import Scenario
+from tests.chaos.scenario import FAULTS, Scenario
 
 
-async def main(seed: int, runs: int, faults: int) -> int:
+async def main(seed: int, runs: int, faults: int, kinds: tuple[str, ...] = FAULTS) -> int:
     totals: Counter[str] = Counter()
     failed: list[int] = []
     for run_seed in range(seed, seed + runs):
         # CHAOS_KEEP=1 keeps each run's process logs (printed as "logs") for a post-mortem.
         keep = os.environ.get("CHAOS_KEEP") == "1"
         tmp = Path(tempfile.mkdtemp(prefix=f"skiff-chaos-{run_seed}-"))
-        report = await Scenario(run_seed, tmp, faults=faults).run()
+        report = await Scenario(run_seed, tmp, faults=faults).run(kinds)
         if keep:
             print(f"logs: {tmp}")
         else:
@@ -44,5 +44,12 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--faults", type=int, default=20)
+    parser.add_argument(
+        "--kinds", default=",".join(FAULTS), help="comma-separated fault kinds to draw from"
+    )
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.seed, args.runs, args.faults)))
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    unknown = set(kinds) - set(FAULTS)
+    if unknown:
+        parser.error(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULTS)}")
+    sys.exit(asyncio.run(main(args.seed, args.runs, args.faults, kinds)))

@@ -55,6 +55,7 @@ class Watcher:
     connections: int = 0
     events: int = 0
     idle_timeouts: int = 0  # connections this client gave up on after IDLE_TIMEOUT_S of silence
+    failure: str | None = None  # why `follow` stopped, if it did
 
     @property
     def node(self) -> str:
@@ -74,14 +75,18 @@ class Watcher:
 
     async def follow(self) -> None:
         """Read the stream until cancelled, reconnecting as an EventSource would."""
-        while True:
-            try:
-                await self._read_once()
-            except httpx.ReadTimeout:
-                self.idle_timeouts += 1
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(RETRY_PAUSE_S)
+        try:
+            while True:
+                try:
+                    await self._read_once()
+                except httpx.ReadTimeout:
+                    self.idle_timeouts += 1
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(RETRY_PAUSE_S)
+        except Exception as err:  # a malformed event, a stream that cannot be reopened, ...
+            self.failure = repr(err)
+            raise
 
     async def _read_once(self) -> None:
         headers = {"Accept": "text/event-stream"}

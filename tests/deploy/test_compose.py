@@ -130,6 +130,8 @@ async def converge(
     lagging: list[Watcher] = watchers
     snapshot: dict[str, int] | str = "not read"
     while time.monotonic() < deadline:
+        failures = [f"{w.stream_id}: {w.failure}" for w in watchers if w.failure]
+        assert not failures, f"{step}: clients stopped following their stream: {failures}"
         try:
             snapshot = await proxy_snapshot(http)
         except httpx.HTTPError as err:
@@ -173,7 +175,10 @@ async def writes_flowing(writer: Writer) -> AsyncIterator[None]:
 
 
 # Two resource instances: everyone's top posts, and the same flagged for alice's session.
-SHARED_PARAMS = [{"limit": 1000}, {"limit": 1000, "session_id": "session-alice"}]
+SHARED_PARAMS: list[dict[str, Any]] = [
+    {"limit": 1000},
+    {"limit": 1000, "session_id": "session-alice"},
+]
 
 
 async def open_watchers(

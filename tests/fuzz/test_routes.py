@@ -6,7 +6,8 @@ Properties: no 5xx (503 aside: the proxy's "no node" answers are not expected he
 process stays alive, and a rejected request (4xx) changes nothing: the leader's and follower's
 `/v1/admin/state` (epoch, version, checksums) are the same before and after.
 
-`FUZZ_EXAMPLES` (default 60 per test) sets the depth; the run is derandomized (reproducible).
+`FUZZ_EXAMPLES` (default 25 per test; 1000 for a deep run) sets the depth; the run is
+derandomized (reproducible).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.timeout(600)
 
 TOKEN = "fuzz-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -139,7 +140,10 @@ STREAM_ID = st.sampled_from(
 EVENT_ID = st.one_of(
     st.none(),
     st.sampled_from(["", "other-run/5", "x/-1", "/", "run/99999999999999999999", "a/b/c", "\x7f"]),
-    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
+    # Header values HTTP allows (httpx refuses to send surrounding whitespace).
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40).filter(
+        lambda s: s == s.strip()
+    ),
 )
 HEADERS = st.fixed_dictionaries(
     {},
@@ -147,7 +151,7 @@ HEADERS = st.fixed_dictionaries(
         "Authorization": st.sampled_from([f"Bearer {TOKEN}", "Bearer nope", "Basic xx", ""]),
         "Idempotency-Key": st.text(
             alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=250
-        ),
+        ).filter(lambda s: s == s.strip()),
         "Content-Type": st.sampled_from(["application/json", "text/plain", "x/y; charset=utf-7"]),
         "X-Skiff-Stream-Id": st.text(alphabet="ABCDEFabc0123456789._-", max_size=40),
     },
@@ -186,7 +190,9 @@ def _check(nodes: dict[str, Proc], response: httpx.Response, before: list[Any]) 
         assert response.json().get("error"), response.text
     # uvicorn's own answer to a request line or header HTTP forbids (e.g. \x7f in a header):
     # it never reaches the application.
-    protocol_error = response.text == "Invalid HTTP request received."
+    protocol_error = (
+        response.status_code == 400 and response.text == "Invalid HTTP request received."
+    )
     if response.status_code >= 400 and not protocol_error:
         assert response.headers.get("content-type", "").startswith("application/json"), response
         after = _settled(nodes, before)
