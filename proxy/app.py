@@ -211,6 +211,7 @@ class _Endpoints:
             stopping=gateway.stopping,
             send_timeout_s=self._config.request_timeout_s,
             on_close=closed,
+            node_gone=gateway.departure(opened.node.node_id),
         )
 
     def _authorize(self, request: Request) -> None:

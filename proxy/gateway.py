@@ -23,7 +23,7 @@ from broker.keyspace import Keyspace
 from broker.redis_conn import connect
 from proxy.config import ProxyConfig
 from proxy.errors import ProxyError
-from proxy.membership import Membership, discover_service
+from proxy.membership import Cluster, Membership, discover_service
 from proxy.metrics import ProxyMetrics
 from proxy.registry import KeepAlive, StreamRegistry
 from proxy.routing import serving
@@ -54,6 +54,7 @@ class Gateway:
         self._streams: StreamService | None = None
         self._writes: WriteForwarder | None = None
         self.keyspace: Keyspace | None = None
+        self._departures: dict[str, asyncio.Event] = {}
 
     # The components exist once the gateway is open; using them earlier is a programming error.
     @property
@@ -94,6 +95,16 @@ class Gateway:
     def stop_streams(self) -> None:
         self.stopping.set()
 
+    def departure(self, node_id: str) -> asyncio.Event:
+        """An event set when `node_id` leaves membership (relays from it then end)."""
+        return self._departures.setdefault(node_id, asyncio.Event())
+
+    def _membership_changed(self, before: Cluster, after: Cluster) -> None:
+        for node_id in before.nodes.keys() - after.nodes.keys():
+            event = self._departures.pop(node_id, None)
+            if event is not None:
+                event.set()
+
     async def __aenter__(self) -> Gateway:
         config = self.config
         try:
@@ -106,7 +117,12 @@ class Gateway:
             service = config.service or await _discover(redis)
             self.keyspace = keyspace = Keyspace(service)
             self._membership = await self._stack.enter_async_context(
-                Membership(redis, keyspace, interval_s=config.poll_interval_s)
+                Membership(
+                    redis,
+                    keyspace,
+                    interval_s=config.poll_interval_s,
+                    on_change=self._membership_changed,
+                )
             )
             registry = StreamRegistry(redis, keyspace, config.stream_ttl_ms)
             self._keepalive = await self._stack.enter_async_context(

@@ -41,9 +41,14 @@ class StreamRelay:
         stopping: asyncio.Event,
         send_timeout_s: float,
         on_close: Callable[[], None] | None = None,
+        node_gone: asyncio.Event | None = None,
     ) -> None:
         self._upstream = upstream
         self._stopping = stopping
+        # Set when the node leaves membership. A node cut off the network never closes its
+        # side, so without this the client would wait on a silent stream forever instead of
+        # reconnecting (and being re-homed).
+        self._node_gone = node_gone
         self._send_timeout_s = send_timeout_s
         self._on_close = on_close
         self.relayed_bytes = 0
@@ -60,6 +65,8 @@ class StreamRelay:
             pump = asyncio.create_task(self._pump(send))
             client_gone = asyncio.create_task(_disconnected(receive))
             tasks = [pump, client_gone, asyncio.create_task(self._stopping.wait())]
+            if self._node_gone is not None:
+                tasks.append(asyncio.create_task(self._node_gone.wait()))
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:

@@ -163,3 +163,29 @@ async def test_a_lone_leader_hosts_streams(proxy: RunningProxy, start_node: Star
         events = client.events(stream_id, reconnect=False)
         assert isinstance(await anext(events), Init)
         await events.aclose()
+
+
+async def test_a_stream_from_a_node_that_left_silently_ends_so_the_client_reconnects(
+    proxy: RunningProxy, start_node: StartNode, redis_client: Redis, keyspace: Keyspace
+) -> None:
+    # A node cut off the network keeps its connections half-open: nothing more arrives, and
+    # nothing closes. Once membership drops the node, the proxy ends the relay itself.
+    node = await start_node("f-0")
+    await members(proxy, "f-0")
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+        stream_id = (await http.post("/v1/streams/top", json={})).text
+        async with http.stream("GET", f"/v1/streams/{stream_id}", headers=SSE) as response:
+            chunks = response.aiter_raw()
+            assert b"event: init" in await anext(chunks)
+            # What a partition looks like from Redis: the heartbeats stop and the record goes,
+            # while the node itself stays up with the connection open.
+            await node._stop_beating()
+            await redis_client.delete(keyspace.node("f-0"))
+            await redis_client.zrem(keyspace.nodes, "f-0")
+
+            async def drain() -> None:
+                async for _ in chunks:
+                    pass
+
+            # The relay ends well before any heartbeat (30 s) would have been due.
+            await asyncio.wait_for(drain(), 5)
