@@ -36,6 +36,7 @@ from broker.config import ServeConfig
 from broker.errors import ApiError, DrainingError, StreamIdConflictError, UnknownStreamError
 from broker.hub import Hub
 from broker.json_bytes import dumps
+from broker.limits import check_entries, check_params
 from broker.role import LocalRole, NodeRole
 from broker.sse import parse_event_id
 from broker.stream_response import ReaderResponse
@@ -147,6 +148,7 @@ class _Endpoints:
         if idempotency_key is not None and not _valid_idempotency_key(idempotency_key):
             raise ApiError(400, "Idempotency-Key must be 1..200 printable ASCII characters")
         with _nesting_guard():
+            check_entries(body, self._config.max_key_bytes, self._config.max_value_bytes)
             version = await self._node.write(collection, body, idempotency_key)
         return JSONResponse({"version": version})
 
@@ -160,6 +162,7 @@ class _Endpoints:
                 raise ApiError(400, f"malformed {STREAM_ID_HEADER} header")
         params = await read_json(request, self._config.max_body_bytes, empty={})
         with _nesting_guard():
+            check_params(params, self._config.max_params_bytes)
             stream_id = self._hub.create_stream(
                 request.path_params["resource"], params, stream_id=chosen
             )
@@ -182,6 +185,7 @@ class _Endpoints:
     async def snapshot(self, request: Request) -> Response:
         params = await read_json(request, self._config.max_body_bytes, empty={})
         with _nesting_guard():
+            check_params(params, self._config.max_params_bytes)
             entries = self._hub.snapshot(request.path_params["resource"], params)
         return Response(dumps(entries), media_type="application/json")
 
@@ -190,6 +194,8 @@ class _Endpoints:
         if not isinstance(body, dict) or "key" not in body:
             raise ApiError(400, 'the body must be an object {"key": k, "params": p}')
         with _nesting_guard():
+            check_params(body.get("params", {}), self._config.max_params_bytes)
+            check_entries([[body["key"], []]], self._config.max_key_bytes, 0)
             values = self._hub.lookup(
                 request.path_params["resource"], body["key"], body.get("params", {})
             )

@@ -29,6 +29,10 @@ class ServeConfig:
     control_port: int | None = None
     heartbeat_s: float = 30.0
     max_body_bytes: int = MIB
+    #: Compact-JSON sizes of stream/snapshot params, of one key and of one value: 413 beyond.
+    max_params_bytes: int = 16 * 1024
+    max_key_bytes: int = 4 * 1024
+    max_value_bytes: int = 256 * 1024
     history_versions: int = 256
     idle_instance_s: float = 30.0
     max_pending_updates: int = 64
@@ -60,6 +64,9 @@ class ServeConfig:
         _check_positive("shutdown_timeout_s", self.shutdown_timeout_s, allow_zero=True)
         _check_positive("drain_window_s", self.drain_window_s, allow_zero=True)
         _check_count("max_body_bytes", self.max_body_bytes)
+        _check_count("max_params_bytes", self.max_params_bytes)
+        _check_count("max_key_bytes", self.max_key_bytes)
+        _check_count("max_value_bytes", self.max_value_bytes)
         _check_count("history_versions", self.history_versions, allow_zero=True)
         _check_count("max_pending_updates", self.max_pending_updates)
         _check_count("max_lag_updates", self.max_lag_updates)

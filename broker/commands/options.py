@@ -62,6 +62,24 @@ _OPTIONS: tuple[tuple[str, str, type[Any], str], ...] = (
         f"disconnected (default {_DEFAULTS.max_lag_updates})",
     ),
     (
+        "--max-params-bytes",
+        "max_params_bytes",
+        int,
+        f"largest stream/snapshot params, as JSON (default {_DEFAULTS.max_params_bytes})",
+    ),
+    (
+        "--max-key-bytes",
+        "max_key_bytes",
+        int,
+        f"largest key in a write, as JSON (default {_DEFAULTS.max_key_bytes})",
+    ),
+    (
+        "--max-value-bytes",
+        "max_value_bytes",
+        int,
+        f"largest value in a write, as JSON (default {_DEFAULTS.max_value_bytes})",
+    ),
+    (
         "--max-streams",
         "max_streams",
         int,

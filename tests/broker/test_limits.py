@@ -8,7 +8,10 @@ import pytest
 
 from broker import ServeConfig, create_app
 from broker.errors import ConfigError
+from broker.hub import Hub
+from graph import Engine
 from tests.broker.conftest import HubFactory
+from tests.broker.services import make_service
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -55,3 +58,29 @@ async def test_an_oversized_key_value_or_params_body_is_413(make_hub: HubFactory
 def test_stream_limits_must_be_positive(field: str) -> None:
     with pytest.raises(ConfigError):
         ServeConfig(**{field: 0})  # type: ignore[arg-type]
+
+
+async def test_params_key_and_value_sizes_are_limited_with_413_and_change_nothing() -> None:
+    config = ServeConfig(max_params_bytes=64, max_key_bytes=32, max_value_bytes=128)
+    hub = Hub(Engine.for_service(make_service()), run="r", config=config)
+    app = create_app(hub, config)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://node"
+    ) as http:
+        before = hub.engine.version
+        big_params = {"limit": 3, "pad": "x" * 100}
+        for path in ("/v1/streams/top", "/v1/snapshot/top"):
+            response = await http.post(path, json=big_params)
+            assert response.status_code == 413, response.text
+            assert "params" in response.json()["error"]
+        lookup = await http.post("/v1/snapshot/top/lookup", json={"key": "k" * 40, "params": {}})
+        assert lookup.status_code == 413 and "key" in lookup.json()["error"]
+        long_key = await http.patch("/v1/inputs/votes", json=[["k" * 40, [{"post": 1}]]])
+        assert long_key.status_code == 413 and "key" in long_key.json()["error"]
+        big_value = await http.patch(
+            "/v1/inputs/votes", json=[["v1", [{"post": 1, "pad": "y" * 200}]]]
+        )
+        assert big_value.status_code == 413 and "value" in big_value.json()["error"]
+        assert hub.engine.version == before
+        small = await http.patch("/v1/inputs/votes", json=[["v9", [{"post": 1, "user": "u"}]]])
+        assert small.status_code == 200
