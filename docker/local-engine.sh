@@ -99,12 +99,21 @@ api_answers() {
 }
 
 start_api() {
+    # A service whose working directory was deleted (started from a since-removed checkout)
+    # still answers the API but cannot start containers ("conmon: Failed to get working
+    # directory"): replace it.
+    if [ -f "$STATE/service.pid" ] && kill -0 "$(cat "$STATE/service.pid")" 2>/dev/null &&
+        [[ "$(readlink "/proc/$(cat "$STATE/service.pid")/cwd")" == *" (deleted)" ]]; then
+        log "restarting the API service (its working directory is gone)"
+        kill "$(cat "$STATE/service.pid")" 2>/dev/null || true
+        sleep 0.5
+    fi
     if ! api_answers; then
         log "starting the Docker-compatible API on $SOCKET"
         mkdir -p "$(dirname "$SOCKET")"
         rm -f "$SOCKET"
         # setsid: the service outlives this script (and `make`), as a daemon would.
-        setsid podman system service --time=0 "unix://$SOCKET" >"$STATE/service.log" 2>&1 &
+        (cd / && exec setsid podman system service --time=0 "unix://$SOCKET" >"$STATE/service.log" 2>&1) &
         echo $! >"$STATE/service.pid"
         for _ in $(seq 100); do
             api_answers && break
