@@ -183,19 +183,25 @@ class StreamService:
     async def _open_unregistered(
         self, parsed: stream_ids.StreamId, last_event_id: str | None
     ) -> Opened | Reply:
-        # No record (lapsed or never registered): only the node the id names may know it.
-        node = routing.find(self._membership.cluster, parsed.node_id)
-        if node is None:
-            raise HttpError(404, f"unknown stream {str(parsed)!r}")
-        try:
-            response = await self._upstream.open_stream(node, str(parsed), last_event_id)
-        except NodeUnavailableError as err:
-            self._unavailable(node, err.reason)
-            raise HttpError(404, f"unknown stream {str(parsed)!r}") from err
-        if response.status_code == 200:
-            return Opened(node, response)
-        body = await read_whole(response)
-        return Reply(response.status_code, body, response.headers.get("content-type"))
+        # No record (lapsed, never registered, or lost with Redis's data): the node the id
+        # names first, then every other stream host, since a re-homed stream lives on a node its
+        # id does not name. Without a record the proxy cannot recreate a stream, only find it.
+        cluster = self._membership.cluster
+        named = routing.find(cluster, parsed.node_id)
+        candidates = [named] if named is not None else []
+        candidates += routing.stream_hosts(cluster, exclude={parsed.node_id})
+        for node in candidates:
+            try:
+                response = await self._upstream.open_stream(node, str(parsed), last_event_id)
+            except NodeUnavailableError as err:
+                self._unavailable(node, err.reason)
+                continue
+            if response.status_code == 200:
+                return Opened(node, response)
+            body = await read_whole(response)
+            if response.status_code != 404:
+                return Reply(response.status_code, body, response.headers.get("content-type"))
+        raise HttpError(404, f"unknown stream {str(parsed)!r}")
 
     async def _rehome(
         self,

@@ -189,3 +189,25 @@ async def test_a_stream_from_a_node_that_left_silently_ends_so_the_client_reconn
 
             # The relay ends well before any heartbeat (30 s) would have been due.
             await asyncio.wait_for(drain(), 5)
+
+
+async def test_a_rehomed_stream_is_found_after_its_registry_record_is_lost(
+    proxy: RunningProxy, start_node: StartNode, redis_client: Redis, keyspace: Keyspace
+) -> None:
+    # After a FLUSHALL the registry is gone; a stream re-homed to a node its id does not name
+    # must still be found (the proxy asks the other hosts), not answer 404.
+    first = await start_node("f-0")
+    await members(proxy, "f-0")
+    async with SkiffClient(proxy.url) as client:
+        stream_id = await client.create_stream("top", {"limit": 3})
+        second = await start_node("f-1")
+        await members(proxy, "f-1")
+        await first.stop()
+        async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+            async with http.stream("GET", f"/v1/streams/{stream_id}", headers=SSE) as response:
+                assert response.status_code == 200  # re-homed to f-1 under the same id
+            assert second.hub.has_stream(stream_id)
+            await redis_client.delete(keyspace.stream(stream_id))
+            async with http.stream("GET", f"/v1/streams/{stream_id}", headers=SSE) as response:
+                assert response.status_code == 200
+                assert b"event: init" in await anext(response.aiter_raw())
