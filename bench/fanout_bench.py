@@ -101,7 +101,8 @@ def per_stream_bytes(rows: list[dict[str, Any]], role: str) -> float | None:
     if len(rows) < 2:
         return None
     a, b = rows[0], rows[-1]
-    return (b["rss_bytes"][role] - a["rss_bytes"][role]) / (b["subscribers"] - a["subscribers"])
+    grown = float(b["rss_bytes"][role] - a["rss_bytes"][role])
+    return grown / int(b["subscribers"] - a["subscribers"])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -29,7 +29,9 @@ async def many_instances(
 ) -> dict[str, Any]:
     """Adds instances in `steps` equal steps, recording RSS (of `streams.pids`) after each."""
     pool = SubscriberPool(streams.host, streams.stream_port)
-    rss_curve = [{"streams": 0, "rss_bytes": {r: rss_bytes(p) for r, p in streams.pids.items()}}]
+    rss_curve: list[dict[str, Any]] = [
+        {"streams": 0, "rss_bytes": {r: rss_bytes(p) for r, p in streams.pids.items()}}
+    ]
     create_s = 0.0
     done = 0
     try:

@@ -3,36 +3,40 @@ streams on a follower and on the proxy, and one write fanned out to 1,000 subscr
 
     .venv/bin/python -m bench.proxy_bench
 
-One embedded Valkey, a `skiff leader` and one `skiff follower` over bench.workloads:items
-(1,000 items), and `skiff proxy`, all on 127.0.0.1 (bench.cluster). Every stream is
-`probe {"key": k}` (one item); a write sets item k to `{"seq": n}` and a subscriber has the
-write when `"seq":n}` arrives on its socket (bench.subscribers: bare asyncio protocols, no
-parsing, timestamped on arrival). The parts run in this order, so the memory figures are taken
-on processes that have not yet freed memory they could reuse:
+Each measurement gets a fresh embedded Valkey, `skiff leader` and one `skiff follower` over
+bench.workloads:items (1,000 items), and `skiff proxy`, all on 127.0.0.1 (bench.cluster), so no
+process reuses memory an earlier part freed. Every stream is `probe {"key": k}` (one item); a
+write sets item k to `{"seq": n}`, and a subscriber has the write when `"seq":n}` arrives on its
+socket (bench.subscribers: bare asyncio protocols, timestamped on arrival, no parsing).
 
-1. streams: `--streams` idle SSE streams on one shared instance, opened directly on the
-   follower, then closed, then opened through the proxy. RSS per stream = (RSS with all open -
-   RSS after a `--warm` warm-up) / the streams added. The proxy holds two sockets per stream
-   (client and node), so through the proxy the count is capped by the file-descriptor limit:
-   the soft limit is raised to the hard one here, children inherit it, and the cap is reported.
-2. latency: write→SSE latency of three paths, interleaved in one run (each round sends one
+1. latency: write→SSE latency of three paths, interleaved in one run (each round sends one
    write per path, in a shuffled order; each write changes only its path's instance):
    `direct` (PATCH to the leader, stream read from the follower), `proxy_stream` (PATCH to the
    leader, stream read through the proxy: the relay alone), `proxy` (PATCH and stream both
    through the proxy: what a client of the proxy sees).
-3. fanout: one write to an instance shared by `--fanout-subscribers` subscribers, time until
-   the last one has it (bench.fanout_bench.fanout_curve), direct then through the proxy.
+2. fanout: one write to an instance shared by `--fanout-subscribers` subscribers, time until
+   the last one has it (bench.fanout_bench.fanout_curve), direct, then through the proxy.
+3. streams: `--streams` idle SSE streams on one shared instance, opened `--chunk` at a time
+   directly on a follower; then, on a fresh cluster, through the proxy, and the latency of
+   part 1 again (`--loaded-writes` per path) while the proxy holds them. RSS per stream =
+   (RSS with all open - RSS after `--warm` streams) / the streams in between. The proxy holds
+   two sockets per stream (client and node), so its count is capped by the descriptor limit:
+   the soft limit is raised to the hard one here, the servers inherit it, and a cap is
+   reported. Opening stops early, and the figures are taken on what is open, if a stream is
+   refused or opening takes more than `--budget` seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import random
 import resource
 import statistics
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -93,6 +97,7 @@ async def idle_streams(
     hold_s: float = 3.0,
     settle_s: float = 1.0,
     budget_s: float = 900.0,
+    while_held: Callable[[], Awaitable[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Open up to `count` SSE streams on one shared instance through `streams` and keep them
     open: the RSS of every process in `streams.pids` at 0, after `warm` streams and after each
@@ -100,7 +105,8 @@ async def idle_streams(
 
     Streams are created and opened `chunk` at a time. Opening stops early, and the figures are
     taken on what is open, when the server refuses a stream (the error is reported) or when
-    opening has taken `budget_s`."""
+    opening has taken `budget_s`. `while_held`, if given, runs once they are all open (its
+    result is returned as "while_held")."""
     pool = SubscriberPool(streams.host, streams.stream_port)
     pids = streams.pids
     open_s = create_s = 0.0
@@ -148,8 +154,9 @@ async def idle_streams(
         await asyncio.sleep(hold_s)  # idle: they stay open and cost no more
         held = {r: rss_bytes(p) for r, p in pids.items()}
         fds = {r: fd_count(p) for r, p in pids.items()}
-        lost = pool.lost
         reached = opened()
+        extra = await while_held() if while_held is not None else None
+        lost = pool.lost
     finally:
         pool.close()
     base, top = curve[1], curve[-1]
@@ -174,6 +181,7 @@ async def idle_streams(
         "open_s": open_s,
         "streams_per_s": added / max(1e-9, create_s + open_s),
         "warm_up_s": warm_up_s,
+        "while_held": extra,
     }
 
 
@@ -186,37 +194,74 @@ class Opening:
     chunk: int = 10
     settle_s: float = 1.0
     budget_s: float = 900.0
+    #: write→SSE samples per path taken while the proxy holds its idle streams (0: none)
+    loaded_writes: int = 200
 
 
-async def streams_part(c: Cluster, count: int, how: Opening) -> dict[str, Any]:
-    """`count` idle streams directly on the follower, closed, then through the proxy."""
-    assert c.proxy is not None
-    follower_pid, proxy_pid = c.pids["follower1"], c.pids["proxy"]
-    client_cap = stream_budget(psutil.Process().pid, 1)
-    direct_n = min(count, client_cap, stream_budget(follower_pid, 1))
-    follower = replace(c.followers[0], pids={"follower": follower_pid})
+@contextlib.asynccontextmanager
+async def proxied_cluster(proxy: bool = True) -> AsyncIterator[Cluster]:
+    """Valkey, a leader and one follower over 1,000 items (+ the proxy, which has learnt its
+    members): a fresh one per measurement, so no process reuses memory another part freed."""
+    async with cluster(SERVICE, NAME, 1000, followers=1, proxy=proxy) as c:
+        if c.proxy is not None:
+            await _proxy_sees_followers(c.proxy, len(c.followers))
+        yield c
+        # Let the nodes see the benchmark's connections close: a follower stopped with SSE
+        # readers still connected drains them over its 10 s window first.
+        await asyncio.sleep(0.5)
 
-    def opened(streams: Endpoint, n: int) -> Coroutine[Any, Any, dict[str, Any]]:
+
+async def _proxy_sees_followers(proxy: Endpoint, followers: int, timeout_s: float = 10.0) -> None:
+    conn = await proxy.control()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            nodes = orjson.loads((await conn.request("GET", "/v1/admin/nodes")).body)["nodes"]
+            if sum(1 for n in nodes if n["role"] == "follower" and n["serving"]) >= followers:
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"the proxy did not see {followers} serving follower(s)")
+    finally:
+        await conn.close()
+
+
+async def streams_part(count: int, how: Opening) -> dict[str, Any]:
+    """`count` idle streams directly on a follower; then, on a fresh cluster, through the
+    proxy (and write→SSE latency while it holds them)."""
+    me = psutil.Process().pid
+    client_cap = stream_budget(me, 1)
+
+    def opened(
+        streams: Endpoint, n: int, then: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    ) -> Coroutine[Any, Any, dict[str, Any]]:
         return idle_streams(
             streams, n, warm=how.warm, steps=how.steps, chunk=how.chunk,
             hold_s=3 * how.settle_s, settle_s=how.settle_s, budget_s=how.budget_s,
+            while_held=then,
         )  # fmt: skip
 
-    direct = await opened(follower, direct_n)
-    await asyncio.sleep(2 * how.settle_s)  # the follower notices the disconnects
-    # Through the proxy: two descriptors per stream in the proxy, one in the follower and
-    # one in this client.
-    proxy_cap = stream_budget(proxy_pid, 2)
-    proxy_n = min(count, client_cap, proxy_cap, stream_budget(follower_pid, 1))
-    proxied = replace(c.proxy, pids={"proxy": proxy_pid, "follower": follower_pid})
-    via_proxy = await opened(proxied, proxy_n)
+    async with proxied_cluster(proxy=False) as c:
+        pid = c.pids["follower1"]
+        direct_n = min(count, client_cap, stream_budget(pid, 1))
+        direct = await opened(replace(c.followers[0], pids={"follower": pid}), direct_n)
+        follower_limit = fd_limit(pid)
+    async with proxied_cluster() as c:
+        assert c.proxy is not None
+        follower_pid, proxy_pid = c.pids["follower1"], c.pids["proxy"]
+        # Two descriptors per stream in the proxy (client and node), one in the follower and
+        # one in this client.
+        proxy_cap = stream_budget(proxy_pid, 2)
+        proxy_n = min(count, client_cap, proxy_cap, stream_budget(follower_pid, 1))
+        proxied = replace(c.proxy, pids={"proxy": proxy_pid, "follower": follower_pid})
+
+        def loaded() -> Awaitable[dict[str, Any]]:
+            return interleaved_latency(c, how.loaded_writes, warmup=5)
+
+        via_proxy = await opened(proxied, proxy_n, loaded if how.loaded_writes else None)
+        proxy_limit = fd_limit(proxy_pid)
     return {
         "requested": count,
-        "fd_limit": {
-            "client": fd_limit(psutil.Process().pid),
-            "follower": fd_limit(follower_pid),
-            "proxy": fd_limit(proxy_pid),
-        },
+        "fd_limit": {"client": fd_limit(me), "follower": follower_limit, "proxy": proxy_limit},
         "capped_by_fd_limit": {"direct": direct_n < count, "proxy": proxy_n < count},
         "proxy_stream_cap": proxy_cap,
         "direct": direct,
@@ -303,17 +348,24 @@ async def fanout_part(c: Cluster, subscribers: int, writes: int) -> dict[str, An
 
 # -- running -------------------------------------------------------------------------------------
 async def run(args: argparse.Namespace, parts: list[str]) -> dict[str, Any]:
+    """The `parts` with the options in `args`; options it lacks take the CLI's defaults (so a
+    caller such as bench/run_all.py keeps working when options are added). Call
+    `raise_fd_limit()` first."""
+    args = argparse.Namespace(**(vars(parser().parse_args([])) | vars(args)))
     result: dict[str, Any] = {}
-    async with cluster(SERVICE, NAME, 1000, followers=1, proxy=True) as c:
-        await asyncio.sleep(1.5)  # the proxy learns its members
-        if "streams" in parts:
-            how = Opening(args.warm, args.steps, args.chunk, args.settle, args.budget)
-            result["streams"] = await streams_part(c, args.streams, how)
-            await asyncio.sleep(2 * args.settle)
-        if "latency" in parts:
-            result["latency"] = await interleaved_latency(c, args.writes, gap_s=args.gap)
-        if "fanout" in parts:
-            result["fanout"] = await fanout_part(c, args.fanout_subscribers, args.fanout_writes)
+    if "latency" in parts or "fanout" in parts:
+        async with proxied_cluster() as c:
+            if "latency" in parts:
+                result["latency"] = await interleaved_latency(
+                    c, args.writes, warmup=args.warmup, gap_s=args.gap
+                )
+            if "fanout" in parts:
+                result["fanout"] = await fanout_part(c, args.fanout_subscribers, args.fanout_writes)
+    if "streams" in parts:
+        how = Opening(
+            args.warm, args.steps, args.chunk, args.settle, args.budget, args.loaded_writes
+        )
+        result["streams"] = await streams_part(args.streams, how)
     return result
 
 
@@ -361,6 +413,15 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{v['rss_per_stream_bytes']['follower'] / 1e3:.1f}",
             )
         )
+        held = v.get("while_held")
+        if held:
+            p = {name: x["p50_ms"] for name, x in held["paths"].items()}
+            out.append(
+                (
+                    f"with {v['streams']:,} held: p50 direct/relay/all (ms)",
+                    f"{p['direct']:.2f} / {p['proxy_stream']:.2f} / {p['proxy']:.2f}",
+                )
+            )
     fo = result.get("fanout")
     if fo:
         n = fo["subscribers"]
@@ -372,28 +433,41 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--parts", default="streams,latency,fanout")
+    p.add_argument("--streams", type=int, default=10_000, help="idle streams per process")
+    p.add_argument("--warm", type=int, default=100, help="streams opened before the baseline")
+    p.add_argument("--chunk", type=int, default=10, help="streams opened at once")
+    p.add_argument("--steps", type=int, default=10, help="RSS readings while opening")
+    p.add_argument("--budget", type=float, default=900.0, help="seconds to open, at most")
+    p.add_argument("--settle", type=float, default=1.0, help="seconds before an RSS reading")
+    p.add_argument("--writes", type=int, default=1000, help="latency samples per path")
+    p.add_argument("--warmup", type=int, default=20, help="latency rounds not counted")
+    p.add_argument(
+        "--loaded-writes", type=int, default=200, help="latency samples per path while the "
+        "proxy holds the idle streams (0: skip)",
+    )  # fmt: skip
+    p.add_argument("--gap", type=float, default=0.002, help="seconds between writes")
+    p.add_argument("--fanout-subscribers", type=int, default=1000)
+    p.add_argument("--fanout-writes", type=int, default=30)
+    p.add_argument("--name", default="proxy", help="results file name")
+    return p
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="streams,latency,fanout")
-    parser.add_argument("--streams", type=int, default=10_000, help="idle streams per process")
-    parser.add_argument("--warm", type=int, default=100, help="streams opened before the baseline")
-    parser.add_argument("--chunk", type=int, default=10, help="streams opened at once")
-    parser.add_argument("--steps", type=int, default=10, help="RSS readings while opening")
-    parser.add_argument("--budget", type=float, default=900.0, help="seconds to open, at most")
-    parser.add_argument("--settle", type=float, default=1.0, help="seconds before an RSS reading")
-    parser.add_argument("--writes", type=int, default=1000, help="latency samples per path")
-    parser.add_argument("--gap", type=float, default=0.002, help="seconds between writes")
-    parser.add_argument("--fanout-subscribers", type=int, default=1000)
-    parser.add_argument("--fanout-writes", type=int, default=30)
-    parser.add_argument("--name", default="proxy", help="results file name")
-    args = parser.parse_args(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
     parts = [p for p in args.parts.split(",") if p]
     unknown = set(parts) - {"streams", "latency", "fanout"}
     if unknown:
-        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
+        cli.error(f"unknown parts: {', '.join(sorted(unknown))}")
     soft, hard = raise_fd_limit()
     result: dict[str, Any] = {"fd_limit": {"soft": soft, "hard": hard}, "args": vars(args)}
+    # The machine's load around the run: other work on the same cores shows up in latencies.
+    result["loadavg_before"] = os.getloadavg()
     result |= asyncio.run(run(args, parts))
+    result["loadavg_after"] = os.getloadavg()
     print_table(f"the proxy (fd limit {soft:,})", rows(result))
     write_json(args.name, result)
     return result

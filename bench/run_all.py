@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import gc
 import json
@@ -23,7 +24,7 @@ import statistics
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -130,36 +131,18 @@ def step_graph(s: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _timed_serve(service: str, keys: int) -> Any:
-    class Timed:
-        def __enter__(self) -> tuple[Endpoint, float]:
-            t0 = time.perf_counter()
-            self.cm = serve(service, keys)
-            endpoint = self.cm.__enter__()
-            return endpoint, time.perf_counter() - t0
-
-        def __exit__(self, *exc: object) -> None:
-            self.cm.__exit__(*exc)
-
-    return Timed()
-
-
-def _timed_skip(workload: str, keys: int) -> Any:
-    class Timed:
-        def __enter__(self) -> tuple[Endpoint, float]:
-            t0 = time.perf_counter()
-            self.cm = skip_runtime.skip_service(workload, keys)
-            endpoint = self.cm.__enter__()
-            return endpoint, time.perf_counter() - t0
-
-        def __exit__(self, *exc: object) -> None:
-            self.cm.__exit__(*exc)
-
-    return Timed()
+@contextlib.contextmanager
+def _timed(
+    starting: contextlib.AbstractContextManager[Endpoint],
+) -> Iterator[tuple[Endpoint, float]]:
+    """Enter `starting` (which starts a server) and yield it with the seconds it took."""
+    t0 = time.perf_counter()
+    with starting as endpoint:
+        yield endpoint, time.perf_counter() - t0
 
 
 def step_wide_http(s: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
-    with _timed_serve("bench.workloads:wide", s.wide_keys) as (node, ready_s):
+    with _timed(serve("bench.workloads:wide", s.wide_keys)) as (node, ready_s):
         figures = asyncio.run(
             wide_figures(node, s.wide_keys, s.latency_writes, s.ingest_seconds, 100, 2)
         )
@@ -168,7 +151,7 @@ def step_wide_http(s: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
 
 def step_wide_compare(s: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"keys": s.compare_keys}
-    with _timed_serve("bench.workloads:wide", s.compare_keys) as (node, ready_s):
+    with _timed(serve("bench.workloads:wide", s.compare_keys)) as (node, ready_s):
         figures = asyncio.run(
             wide_figures(node, s.compare_keys, s.latency_writes, s.ingest_seconds, 100, 2)
         )
@@ -177,7 +160,7 @@ def step_wide_compare(s: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
     if reason:
         out["skip_unavailable"] = reason
         return out
-    with _timed_skip("wide", s.compare_keys) as (skip, ready_s):
+    with _timed(skip_runtime.skip_service("wide", s.compare_keys)) as (skip, ready_s):
         figures = asyncio.run(
             wide_figures(skip, s.compare_keys, s.latency_writes, s.ingest_seconds, 100, 2)
         )
@@ -223,13 +206,20 @@ def step_proxy(s: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
     if reason:
         return {"unavailable": reason}
     soft, hard = proxy_bench.raise_fd_limit()
+    # proxy_bench's own parser supplies every option not sized here.
     quick = ctx["quick"]
-    args = argparse.Namespace(
-        streams=s.idle_streams, warm=max(1, s.idle_streams // 100), steps=2 if quick else 10,
-        chunk=10, settle=0.3 if quick else 1.0, budget=600.0,
-        writes=s.latency_writes, gap=0.002, fanout_subscribers=s.proxy_fanout,
-        fanout_writes=s.fanout_writes * 6,
-    )  # fmt: skip
+    sized = {
+        "--streams": s.idle_streams,
+        "--warm": max(1, s.idle_streams // 100),
+        "--steps": 2 if quick else 10,
+        "--settle": 0.3 if quick else 1.0,
+        "--budget": 600.0,
+        "--writes": s.latency_writes,
+        "--loaded-writes": s.latency_writes // 5,
+        "--fanout-subscribers": s.proxy_fanout,
+        "--fanout-writes": s.fanout_writes * 6,
+    }
+    args = proxy_bench.parser().parse_args([str(x) for kv in sized.items() for x in kv])
     result = asyncio.run(proxy_bench.run(args, ["streams", "latency", "fanout"]))
     return result | {"fd_limit": {"soft": soft, "hard": hard}}
 

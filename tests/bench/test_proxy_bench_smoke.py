@@ -16,7 +16,7 @@ def _results_in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
 
 
 def test_proxy_bench_runs_on_a_real_cluster() -> None:
-    args = "--streams 40 --warm 4 --steps 2 --settle 0.2 --writes 10"
+    args = "--streams 40 --warm 4 --steps 2 --settle 0.1 --writes 10 --warmup 2 --loaded-writes 5"
     args += " --fanout-subscribers 10 --fanout-writes 3"
     result = proxy_bench.main(args.split())
     latency = result["latency"]
