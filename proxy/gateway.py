@@ -40,6 +40,10 @@ _C = TypeVar("_C")
 _REDIS_POOL = 64
 
 
+# Longer than a node's heartbeat interval (1 s) plus a membership poll (0.25 s).
+_DEPARTURE_GRACE_S = 2.0
+
+
 class Gateway:
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
@@ -101,9 +105,19 @@ class Gateway:
 
     def _membership_changed(self, before: Cluster, after: Cluster) -> None:
         for node_id in before.nodes.keys() - after.nodes.keys():
-            event = self._departures.pop(node_id, None)
-            if event is not None:
-                event.set()
+            if node_id in self._departures:
+                # Not at once: a FLUSHALL erases every node record and the nodes write theirs
+                # again within a heartbeat; only a node still missing after the grace is gone.
+                asyncio.get_running_loop().call_later(
+                    _DEPARTURE_GRACE_S, self._confirm_departure, node_id
+                )
+
+    def _confirm_departure(self, node_id: str) -> None:
+        if self._membership is not None and node_id in self._membership.cluster.nodes:
+            return
+        event = self._departures.pop(node_id, None)
+        if event is not None:
+            event.set()
 
     async def __aenter__(self) -> Gateway:
         config = self.config
