@@ -86,7 +86,7 @@ def stream_budget(pid: int, fds_per_stream: int) -> int:
     return max(0, (fd_limit(pid) - fd_count(pid) - FD_MARGIN) // fds_per_stream)
 
 
-# -- 1. idle streams -----------------------------------------------------------------------------
+# -- idle streams --------------------------------------------------------------------------------
 async def idle_streams(
     streams: Endpoint,
     count: int,
@@ -155,7 +155,12 @@ async def idle_streams(
         held = {r: rss_bytes(p) for r, p in pids.items()}
         fds = {r: fd_count(p) for r, p in pids.items()}
         reached = opened()
-        extra = await while_held() if while_held is not None else None
+        extra: dict[str, Any] | None = None
+        if while_held is not None:
+            try:
+                extra = await while_held()
+            except (RuntimeError, TimeoutError, OSError, AssertionError) as err:
+                extra = {"error": f"{type(err).__name__}: {err}"[:200]}
         lost = pool.lost
     finally:
         pool.close()
@@ -269,7 +274,7 @@ async def streams_part(count: int, how: Opening) -> dict[str, Any]:
     }
 
 
-# -- 2. latency ----------------------------------------------------------------------------------
+# -- latency -------------------------------------------------------------------------------------
 async def interleaved_latency(
     c: Cluster, writes: int, warmup: int = 20, gap_s: float = 0.002, seed: int = 5
 ) -> dict[str, Any]:
@@ -329,7 +334,7 @@ async def interleaved_latency(
     return out
 
 
-# -- 3. fan-out ----------------------------------------------------------------------------------
+# -- fan-out -------------------------------------------------------------------------------------
 async def fanout_part(c: Cluster, subscribers: int, writes: int) -> dict[str, Any]:
     """One instance shared by `subscribers`: direct (write to the leader, streams on the
     follower), then through the proxy (writes and streams)."""
@@ -414,7 +419,9 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
             )
         )
         held = v.get("while_held")
-        if held:
+        if held and "error" in held:
+            out.append(("  latency while held: failed", held["error"][:60]))
+        elif held:
             p = {name: x["p50_ms"] for name, x in held["paths"].items()}
             out.append(
                 (

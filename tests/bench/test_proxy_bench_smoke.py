@@ -27,6 +27,8 @@ def test_proxy_bench_runs_on_a_real_cluster() -> None:
     for path in ("direct", "proxy"):
         assert streams[path]["streams"] == 40
         assert streams[path]["lost"] == 0
+        assert streams[path]["stopped"] is None
+    assert streams["proxy"]["while_held"]["paths"]["proxy"]["p50_ms"] > 0
     assert set(streams["proxy"]["rss_per_stream_bytes"]) == {"proxy", "follower"}
     fanout = result["fanout"]
     assert len(fanout["proxy"]["last_samples_ms"]) == 3
