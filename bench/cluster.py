@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.endpoints import Endpoint
-from bench.procs import free_port, skiff, wait_ready
-from broker.embedded_redis import EmbeddedRedis
+from bench.procs import skiff, wait_ready
+from broker.embedded_redis import EmbeddedRedis, free_port
 
 
 @contextlib.contextmanager

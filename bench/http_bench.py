@@ -19,9 +19,10 @@ from typing import Any
 import orjson
 
 from bench.endpoints import Endpoint
-from bench.procs import free_port, skiff
+from bench.procs import skiff
 from bench.report import print_table, write_json
 from bench.workloads import GROUPS
+from broker.embedded_redis import free_port
 
 
 def pct(values: list[float], q: float) -> float:

@@ -20,11 +20,11 @@ import httpx
 import orjson
 from redis.asyncio import Redis
 
-from bench.procs import free_port, skiff, wait_ready
+from bench.procs import skiff, wait_ready
 from bench.rawhttp import RawConnection, SseReader
 from bench.report import print_table, write_json
 from bench.workloads import item_value
-from broker.embedded_redis import EmbeddedRedis
+from broker.embedded_redis import EmbeddedRedis, free_port
 from broker.keyspace import Keyspace
 
 KEYS = Keyspace("bench-items")

@@ -209,9 +209,3 @@ class MergeNode(KeyedOperator):
             for source in self.sources:
                 merged.extend(source.get(key) or ())
             self.set(key, merged)
-
-    def detach(self) -> None:
-        # A collection merged with itself appears twice in `sources` and in its consumers.
-        for source in self.sources:
-            if self in source.consumers:
-                source.consumers.remove(self)

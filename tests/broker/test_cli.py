@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 
 from broker import ServeConfig, ServiceLoadError, load_service
 from broker.cli import build_parser, main
+from broker.embedded_redis import free_port
 from graph import Service
 
 pytestmark = pytest.mark.timeout(30)
@@ -92,13 +92,6 @@ def test_load_service_from_the_working_directory(
     monkeypatch.delitem(sys.modules, "my_skiff_service", raising=False)
     assert isinstance(load_service("my_skiff_service:Holder.service"), Service)
     assert str(tmp_path) in sys.path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 0), (signal.SIGTERM, 0)])

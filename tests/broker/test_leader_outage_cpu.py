@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from bench.procs import free_port, wait_ready
+from bench.procs import wait_ready
+from broker.embedded_redis import free_port
 from tests.cluster.harness import ROOT, SKIFF
 from tests.redis_server import ServerFactory
 

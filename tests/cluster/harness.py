@@ -15,7 +15,6 @@ import asyncio
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,15 +25,11 @@ from typing import Any
 
 import httpx
 
+from broker.embedded_redis import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 SKIFF = str(Path(sys.executable).parent / "skiff")
 SERVICE = "tests.cluster.services:service"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -137,10 +132,7 @@ class Cluster:
         env: dict[str, str] | None = None,
         port: int | None = None,
     ) -> Proc:
-        proc = self._node("leader", name, list(extra), env, port)
-        if ready:
-            await self.wait_ready(proc)
-        return proc
+        return await self._started("leader", name, extra, ready, env, port)
 
     async def follower(
         self,
@@ -150,7 +142,18 @@ class Cluster:
         env: dict[str, str] | None = None,
         port: int | None = None,
     ) -> Proc:
-        proc = self._node("follower", name, list(extra), env, port)
+        return await self._started("follower", name, extra, ready, env, port)
+
+    async def _started(
+        self,
+        kind: str,
+        name: str,
+        extra: tuple[str, ...],
+        ready: bool,
+        env: dict[str, str] | None,
+        port: int | None,
+    ) -> Proc:
+        proc = self._node(kind, name, list(extra), env, port)
         if ready:
             await self.wait_ready(proc)
         return proc

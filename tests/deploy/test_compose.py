@@ -18,7 +18,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from broker.embedded_redis import free_port
 from tests.deploy.clients import Watcher, Writer, proxy_snapshot
 from tests.deploy.compose_project import ComposeProject, podman_compose_command
 
@@ -64,12 +64,6 @@ def engine() -> None:
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Steps:
