@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -31,14 +32,20 @@ def wait_ready(url: str, timeout: float = 120.0) -> None:
 def skiff(
     *args: str, env: dict[str, str] | None = None, ready_url: str | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `skiff ARGS...` (from this checkout's venv) and stop it on exit."""
+    """Run `skiff ARGS...` (from this checkout's venv) and stop it on exit. Its output is
+    dropped, or appended to `$SKIFF_BENCH_LOG_DIR/<command>.log` when that is set."""
     exe = Path(sys.executable).parent / "skiff"
+    log_dir = os.environ.get("SKIFF_BENCH_LOG_DIR")
+    out: Any = subprocess.DEVNULL
+    if log_dir:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        out = open(Path(log_dir) / f"{args[0]}.log", "ab")
     proc = subprocess.Popen(
         [str(exe), *args],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT if log_dir else subprocess.DEVNULL,
     )
     try:
         if ready_url:
@@ -51,3 +58,5 @@ def skiff(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if log_dir:
+            out.close()

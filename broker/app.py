@@ -25,10 +25,12 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from broker.auth import bearer_matches
 from broker.bodies import read_json
@@ -100,7 +102,9 @@ def create_app(
         *extra_routes,
     ]
     if role in ("all", "streaming"):
-        routes.append(Route("/v1/streams/{stream_id}", endpoints.open_stream, methods=["GET"]))
+        # NodeApp answers these before routing; the route gives other methods their 405 and
+        # serves the app mounted inside another one.
+        routes.append(Route("/v1/streams/{stream_id}", _StreamRoute(endpoints), methods=["GET"]))
     if role in ("all", "control"):
         routes += [
             Route("/v1/inputs/{collection}", endpoints.patch_input, methods=["PATCH"]),
@@ -115,7 +119,49 @@ def create_app(
     handlers[ApiError] = _api_error
     handlers[HTTPException] = _http_error
     handlers[500] = _internal_error
-    return Starlette(routes=routes, exception_handlers=handlers)
+    streams = endpoints if role in ("all", "streaming") else None
+    return NodeApp(streams, routes=routes, exception_handlers=handlers)
+
+
+class NodeApp(Starlette):
+    """Starlette, with `GET /v1/streams/{id}` answered before routing and middleware.
+
+    An SSE response lives as long as its client: whatever frames and objects the request passed
+    through stay alive with it. Served here, an idle stream holds only what it needs (see
+    broker/stream_response.py), not Starlette's middleware, router and request objects."""
+
+    def __init__(self, streams: _Endpoints | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._streams = streams
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._streams is not None and scope["type"] == "http" and scope["method"] == "GET":
+            stream_id = _stream_id(scope["path"])
+            if stream_id is not None:
+                await self._streams.open_stream(stream_id, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+class _StreamRoute:
+    """`GET /v1/streams/{stream_id}` as a bare ASGI endpoint of the router."""
+
+    def __init__(self, endpoints: _Endpoints) -> None:
+        self._endpoints = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._endpoints.open_stream(scope["path_params"]["stream_id"], scope, receive, send)
+
+
+_STREAMS_PREFIX = "/v1/streams/"
+
+
+def _stream_id(path: str) -> str | None:
+    # The route template's `{stream_id}`: one non-empty path segment.
+    if not path.startswith(_STREAMS_PREFIX):
+        return None
+    stream_id = path[len(_STREAMS_PREFIX) :]
+    return stream_id if stream_id and "/" not in stream_id else None
 
 
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
@@ -173,14 +219,23 @@ class _Endpoints:
         self._hub.delete_stream(request.path_params["stream_id"])
         return JSONResponse({})
 
-    async def open_stream(self, request: Request) -> Response:
-        if not _accepts_event_stream(request.headers.get("accept", "")):
-            raise ApiError(406, "streams are served as text/event-stream only")
-        last_event_id = request.headers.get("last-event-id")
-        if last_event_id is not None:
-            await _catch_up(self._hub, last_event_id)
-        reader = self._hub.subscribe(request.path_params["stream_id"], last_event_id)
-        return ReaderResponse(self._hub, reader, self._config)
+    async def open_stream(self, stream_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """`GET /v1/streams/{id}` as bare ASGI (NodeApp): errors are mapped as on every route."""
+        headers = Headers(scope=scope)
+        try:
+            if not _accepts_event_stream(headers.get("accept", "")):
+                raise ApiError(406, "streams are served as text/event-stream only")
+            last_event_id = headers.get("last-event-id")
+            if last_event_id is not None:
+                await _catch_up(self._hub, last_event_id)
+            reader = self._hub.subscribe(stream_id, last_event_id)
+        except ApiError as err:
+            await error_response(err.status, err.message)(scope, receive, send)
+            return
+        except tuple(_STATUS) as err:
+            await error_response(_status_of(err), str(err))(scope, receive, send)
+            return
+        await ReaderResponse(self._hub, reader, self._config)(scope, receive, send)
 
     async def snapshot(self, request: Request) -> Response:
         params = await read_json(request, self._config.max_body_bytes, empty={})
@@ -268,8 +323,11 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 
 async def _mapped_error(request: Request, exc: Exception) -> Response:
-    status = next(code for cls, code in _STATUS.items() if isinstance(exc, cls))
-    return error_response(status, str(exc))
+    return error_response(_status_of(exc), str(exc))
+
+
+def _status_of(exc: Exception) -> int:
+    return next(code for cls, code in _STATUS.items() if isinstance(exc, cls))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -49,6 +49,7 @@ class Hub:
         self._instances: dict[int, InstanceState] = {}
         self._streams: dict[str, _Stream] = {}
         self._draining = False
+        self._beat_timer: asyncio.TimerHandle | None = None
 
     @property
     def engine(self) -> Engine:
@@ -190,6 +191,7 @@ class Hub:
         stream.reader = reader
         state.readers.add(reader)
         state.disarm_idle()
+        self._arm_beat()
         return reader
 
     def unsubscribe(self, reader: Subscription) -> None:
@@ -215,6 +217,25 @@ class Hub:
             state.readers.discard(reader)
             if not state.readers:
                 self._arm_idle(state)
+
+    # -- heartbeats ----------------------------------------------------------------------------
+    # One timer for the node, not one per reader: every heartbeat_s / 2 each reader that sent
+    # nothing since the previous beat is sent a heartbeat, so an idle stream hears from the
+    # node at least every heartbeat_s.
+    def _arm_beat(self) -> None:
+        if self._beat_timer is None:
+            loop = asyncio.get_running_loop()
+            self._beat_timer = loop.call_later(self._config.heartbeat_s / 2, self._beat)
+
+    def _beat(self) -> None:
+        self._beat_timer = None
+        readers = 0
+        for state in self._instances.values():
+            for reader in state.readers:
+                reader.heartbeat()
+            readers += len(state.readers)
+        if readers:
+            self._arm_beat()
 
     # -- run changes -------------------------------------------------------------------------
     def reset_run(self, run: str, engine: Engine | None = None) -> None:
@@ -312,5 +333,8 @@ class Hub:
     def close(self) -> None:
         """Drain, then release every instance; the hub is unusable afterwards."""
         self.drain()
+        if self._beat_timer is not None:
+            self._beat_timer.cancel()
+            self._beat_timer = None
         for state in list(self._instances.values()):
             self._drop(state)

@@ -1,56 +1,85 @@
-"""The SSE response of one connected reader: pre-encoded chunks from its Subscription."""
+"""The SSE response of one connected reader: pre-encoded chunks from its Subscription, written
+with bare ASGI messages.
+
+This is the path every idle stream sits on and every fan-out goes through, so it carries as
+little as possible per connection: the request's own task, which waits on the Subscription's
+single future and sends what it takes, and one small task that waits for the client to go away.
+A general-purpose SSE response (sse-starlette's EventSourceResponse, which the proxy's status
+feed uses) runs a task group of four tasks with their cancel scopes and wraps every send in
+one: about 11 KB per connection and ~40 µs per event, at 10,000 streams and 1,000-subscriber
+fan-outs the largest costs of a node (docs/benchmarks.md, "Issue 4").
+
+Heartbeats come from the Subscription (the hub beats every reader that has been quiet) and are
+Skip's empty update, not a comment.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from typing import Final
 
-from sse_starlette.sse import EventSourceResponse, SendTimeoutError
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from broker.config import ServeConfig
+from broker.eager_send import send_within
 from broker.hub import Hub
 from broker.subscription import Subscription
 
 logger = logging.getLogger("skiff.broker")
 
+HEADERS: Final = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    # Tell buffering intermediaries (nginx) to pass events through at once.
+    (b"x-accel-buffering", b"no"),
+]
+_START: Final[Message] = {"type": "http.response.start", "status": 200, "headers": HEADERS}
+_END: Final[Message] = {"type": "http.response.body", "body": b"", "more_body": False}
 
-class ReaderResponse(EventSourceResponse):
-    """Streams a reader's chunks until it is closed or the client goes away.
 
-    Heartbeats come from the reader itself (an idle wait that times out), so sse-starlette's own
-    ping task is disabled: the heartbeat bytes are Skip's empty update, not a comment.
-    """
+class ReaderResponse:
+    """Streams a reader's chunks until it is closed or the client goes away; the reader is
+    detached from the hub however the response ends (cancellation included)."""
+
+    __slots__ = ("_config", "_hub", "_reader")
 
     def __init__(self, hub: Hub, reader: Subscription, config: ServeConfig) -> None:
-        # On SIGTERM sse-starlette notices the exit on its own and would cancel the stream
-        # mid-chunk, racing the node's ordered shutdown; the grace period lets the hub's drain
-        # end the stream cleanly first (it closes every reader as shutdown begins).
-        super().__init__(
-            _chunks(reader, config.heartbeat_s),
-            ping=0,
-            send_timeout=config.send_timeout_s,
-            shutdown_grace_period=config.shutdown_timeout_s,
-        )
         self._hub = hub
         self._reader = reader
+        self._config = config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        reader = self._reader
+        gone: asyncio.Task[None] | None = None
         try:
-            await super().__call__(scope, receive, send)
-        except SendTimeoutError:
+            await self._send(send, _START)
+            gone = asyncio.create_task(_disconnected(receive))
+            # The client leaving wakes the reader's wait; the loop below then sees it closed.
+            gone.add_done_callback(lambda _: reader.close("disconnected"))
+            while (chunk := await reader.next_chunk()) is not None:
+                await self._send(
+                    send, {"type": "http.response.body", "body": chunk, "more_body": True}
+                )
+            if not gone.done():
+                await self._send(send, _END)
+        except TimeoutError:
             # A client that stops reading while its socket stays open is indistinguishable from
             # a dead one: drop it like a disconnect rather than report an application error.
-            logger.info("closing stream %s: its client stopped reading", self._reader.stream_id)
+            logger.info("closing stream %s: its client stopped reading", reader.stream_id)
+        except OSError:
+            pass  # the connection failed under a send: the client is gone
         finally:
-            # Here rather than in the generator: a response cancelled before its first chunk
-            # never starts the generator, whose `finally` would then never run.
-            self._hub.unsubscribe(self._reader)
+            if gone is not None:
+                gone.cancel()
+            self._hub.unsubscribe(reader)
+
+    async def _send(self, send: Send, message: Message) -> None:
+        # uvicorn's send only waits when the socket's write buffer is full, that is when the
+        # client stopped reading; bound that wait.
+        await send_within(send, message, self._config.send_timeout_s)
 
 
-async def _chunks(reader: Subscription, heartbeat_s: float) -> AsyncIterator[bytes]:
-    while True:
-        chunk = await reader.next_chunk(heartbeat_s)
-        if chunk is None:
-            return
-        yield chunk
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -25,6 +25,7 @@ class Subscription:
     """
 
     __slots__ = (
+        "_beat",
         "_first",
         "_lag",
         "_max_lag",
@@ -32,8 +33,9 @@ class Subscription:
         "_merged",
         "_merged_version",
         "_queue",
+        "_quiet",
         "_run",
-        "_wake",
+        "_waiter",
         "close_reason",
         "instance_id",
         "stream_id",
@@ -60,8 +62,13 @@ class Subscription:
         self._merged: ChangeMerger | None = None
         self._merged_version = 0
         self._lag = 0
-        self._wake = asyncio.Event()
-        self._wake.set()
+        # One future while the reader waits, none otherwise: an asyncio.Event would cost every
+        # idle stream a waiter deque (~0.7 KB), and 10,000 idle streams is the design point.
+        self._waiter: asyncio.Future[None] | None = None
+        # Heartbeats: `heartbeat()` is called on a fixed beat by the hub; a reader that took
+        # nothing since the previous beat gets one. No timer per reader or per wait.
+        self._quiet = False
+        self._beat = False
 
     @property
     def closed(self) -> bool:
@@ -95,7 +102,7 @@ class Subscription:
         else:
             merged.add(entries)
             self._merged_version = version
-        self._wake.set()
+        self._wake()
         return True
 
     def restart(self, first: bytes, run: str) -> None:
@@ -108,18 +115,36 @@ class Subscription:
         self._queue.clear()
         self._merged = None
         self._lag = 0
-        self._wake.set()
+        self._wake()
 
     def close(self, reason: str) -> None:
         """End the subscription; the reader's next `next_chunk` returns None."""
         if self.close_reason is None:
             self.close_reason = reason
-            self._wake.set()
+            self._wake()
+
+    def heartbeat(self) -> None:
+        """Queue a heartbeat if nothing was taken since the previous call."""
+        if self._quiet and self.close_reason is None:
+            self._beat = True
+            self._wake()
+        self._quiet = True
 
     def take(self) -> bytes | None:
         """The next chunk to send, or None when nothing is waiting (or closed)."""
         if self.close_reason is not None:
             return None
+        chunk = self._take_data()
+        if chunk is not None:
+            # Data is as good as a heartbeat: a pending beat is dropped.
+            self._quiet = self._beat = False
+            return chunk
+        if self._beat:
+            self._beat = False
+            return HEARTBEAT
+        return None
+
+    def _take_data(self) -> bytes | None:
         if self._first is not None:
             first, self._first = self._first, None
             return first
@@ -133,16 +158,20 @@ class Subscription:
             return encode_event("update", self._run, self._merged_version, merged.entries())
         return None
 
-    async def next_chunk(self, heartbeat_s: float) -> bytes | None:
-        """Wait for the next chunk; a heartbeat after `heartbeat_s` idle seconds; None once
-        closed."""
+    async def next_chunk(self) -> bytes | None:
+        """Wait for the next chunk (a heartbeat included); None once closed. One waiter at a
+        time."""
         while True:
             chunk = self.take()
             if chunk is not None or self.close_reason is not None:
                 return chunk
-            self._wake.clear()
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
             try:
-                async with asyncio.timeout(heartbeat_s):
-                    await self._wake.wait()
-            except TimeoutError:
-                return HEARTBEAT
+                await waiter
+            finally:
+                self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)

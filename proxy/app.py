@@ -21,10 +21,12 @@ produces itself is `{"error": message}`; a node's replies are relayed with their
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -57,7 +59,6 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/metrics", endpoints.metrics, methods=["GET"]),
         Route("/v1/inputs/{collection}", endpoints.patch_input, methods=["PATCH"]),
         Route("/v1/streams/{resource}", endpoints.create_stream, methods=["POST"]),
-        Route("/v1/streams/{stream_id}", endpoints.open_stream, methods=["GET"]),
         Route("/v1/streams/{stream_id}", endpoints.delete_stream, methods=["DELETE"]),
         Route("/v1/snapshot/{resource}", endpoints.snapshot, methods=["POST"]),
         Route("/v1/snapshot/{resource}/lookup", endpoints.lookup, methods=["POST"]),
@@ -66,24 +67,100 @@ def create_app(gateway: Gateway) -> Starlette:
     ]
     middleware = [Middleware(_CountRequests, gateway=gateway)]
     origins = list(gateway.config.cors_origins)
+    cors_options: dict[str, Any] = {
+        "allow_origins": origins,
+        "allow_methods": ["GET", "POST", "PATCH", "DELETE"],
+        "allow_headers": _CORS_HEADERS,
+        "allow_credentials": "*" not in origins,
+        "max_age": 600,
+    }
     if origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=origins,
-                allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                allow_headers=_CORS_HEADERS,
-                allow_credentials="*" not in origins,
-                max_age=600,
-            )
-        )
+        middleware.append(Middleware(CORSMiddleware, **cors_options))
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         HttpError: _http_error,
         ApiError: _api_error,
         HTTPException: _starlette_error,
         500: _internal_error,
     }
-    return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+    # The stream reads' CORS headers come from the same middleware's rules.
+    cors = CORSMiddleware(_no_app, **cors_options) if origins else None
+    return ProxyApp(
+        _StreamReads(endpoints, gateway, cors),
+        routes=routes,
+        middleware=middleware,
+        exception_handlers=handlers,
+    )
+
+
+class ProxyApp(Starlette):
+    """Starlette, with `GET /v1/streams/{id}` answered before routing and middleware.
+
+    A relayed stream lives as long as its client, and whatever frames the request passed
+    through stay alive with it and run on every chunk it sends; served here it carries only the
+    relay (proxy/passthrough.py). It is counted and given CORS headers like every other route.
+    """
+
+    def __init__(self, streams: _StreamReads, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._streams = streams
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path: str = scope["path"]
+            if path.startswith(_STREAMS_PREFIX):
+                stream_id = path[len(_STREAMS_PREFIX) :]
+                if stream_id and "/" not in stream_id:
+                    await self._streams(stream_id, scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
+
+
+_STREAMS_PREFIX: Final = "/v1/streams/"
+_STREAM_ROUTE: Final = "/v1/streams/{stream_id}"
+
+
+class _StreamReads:
+    """`GET /v1/streams/{id}` for ProxyApp: errors mapped, counted and CORS-decorated as the
+    middleware stack would."""
+
+    def __init__(
+        self, endpoints: _Endpoints, gateway: Gateway, cors: CORSMiddleware | None
+    ) -> None:
+        self._endpoints = endpoints
+        self._requests = gateway.metrics.requests
+        self._cors = cors
+
+    async def __call__(self, stream_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        try:
+            response = await self._endpoints.open_stream(stream_id, headers)
+        except (HttpError, ApiError) as err:
+            response = JSONResponse({"error": err.message}, status_code=err.status)
+        if isinstance(response, StreamRelay):
+            status = response.status
+            response.extra_headers = await self._cors_headers(headers)
+            self._requests.labels(_STREAM_ROUTE, str(status)).inc()
+            await response(scope, receive, send)
+            return
+        self._requests.labels(_STREAM_ROUTE, str(response.status_code)).inc()
+        if self._cors is not None:
+            send = functools.partial(self._cors.send, send=send, request_headers=headers)
+        await response(scope, receive, send)
+
+    async def _cors_headers(self, request_headers: Headers) -> list[tuple[bytes, bytes]]:
+        if self._cors is None:
+            return []
+        start: Message = {"type": "http.response.start", "status": 200, "headers": []}
+
+        async def keep(message: Message) -> None:
+            pass
+
+        await self._cors.send(start, keep, request_headers)
+        return list(start["headers"])
+
+
+async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("the CORS rules of stream reads wrap no application")
 
 
 class _Endpoints:
@@ -154,11 +231,10 @@ class _Endpoints:
         )
         return _relay(reply)
 
-    async def open_stream(self, request: Request) -> Response | StreamRelay:
-        if "text/event-stream" not in request.headers.get("accept", "").lower():
+    async def open_stream(self, stream_id: str, headers: Headers) -> Response | StreamRelay:
+        if "text/event-stream" not in headers.get("accept", "").lower():
             raise HttpError(406, "streams are served as text/event-stream only")
-        stream_id = request.path_params["stream_id"]
-        opened = await self._gateway.streams.open(stream_id, request.headers.get("last-event-id"))
+        opened = await self._gateway.streams.open(stream_id, headers.get("last-event-id"))
         if isinstance(opened, Reply):
             return _relay(opened)
         return self._relay_stream(stream_id, opened)
@@ -204,15 +280,14 @@ class _Endpoints:
 
         def closed() -> None:
             release()
+            untrack()
             gateway.metrics.open_streams.dec()
 
-        return StreamRelay(
-            opened.response,
-            stopping=gateway.stopping,
-            send_timeout_s=self._config.request_timeout_s,
-            on_close=closed,
-            node_gone=gateway.departure(opened.node.node_id),
+        relay = StreamRelay(
+            opened.stream, send_timeout_s=self._config.request_timeout_s, on_close=closed
         )
+        untrack = gateway.relays.add(relay)
+        return relay
 
     def _authorize(self, request: Request) -> None:
         if self._token is None:

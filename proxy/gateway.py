@@ -25,6 +25,7 @@ from proxy.config import ProxyConfig
 from proxy.errors import ProxyError
 from proxy.membership import Cluster, Membership, discover_service
 from proxy.metrics import ProxyMetrics
+from proxy.passthrough import RelayBoard
 from proxy.registry import KeepAlive, StreamRegistry
 from proxy.routing import serving
 from proxy.streams import StreamService
@@ -58,7 +59,9 @@ class Gateway:
         self._streams: StreamService | None = None
         self._writes: WriteForwarder | None = None
         self.keyspace: Keyspace | None = None
-        self._departures: dict[str, asyncio.Event] = {}
+        #: The relayed streams, ended by node when it leaves, all of them at shutdown.
+        self.relays = RelayBoard()
+        self._departing: set[str] = set()
 
     # The components exist once the gateway is open; using them earlier is a programming error.
     @property
@@ -98,26 +101,24 @@ class Gateway:
 
     def stop_streams(self) -> None:
         self.stopping.set()
-
-    def departure(self, node_id: str) -> asyncio.Event:
-        """An event set when `node_id` leaves membership (relays from it then end)."""
-        return self._departures.setdefault(node_id, asyncio.Event())
+        self.relays.stop()
 
     def _membership_changed(self, before: Cluster, after: Cluster) -> None:
-        for node_id in before.nodes.keys() - after.nodes.keys():
-            if node_id in self._departures:
-                # Not at once: a FLUSHALL erases every node record and the nodes write theirs
-                # again within a heartbeat; only a node still missing after the grace is gone.
-                asyncio.get_running_loop().call_later(
-                    _DEPARTURE_GRACE_S, self._confirm_departure, node_id
-                )
+        for node_id in before.nodes.keys() - after.nodes.keys() - self._departing:
+            # Not at once: a FLUSHALL erases every node record and the nodes write theirs
+            # again within a heartbeat; only a node still missing after the grace is gone.
+            self._departing.add(node_id)
+            asyncio.get_running_loop().call_later(
+                _DEPARTURE_GRACE_S, self._confirm_departure, node_id
+            )
 
     def _confirm_departure(self, node_id: str) -> None:
+        self._departing.discard(node_id)
         if self._membership is not None and node_id in self._membership.cluster.nodes:
             return
-        event = self._departures.pop(node_id, None)
-        if event is not None:
-            event.set()
+        ended = self.relays.end_node(node_id)
+        if ended:
+            logger.info("node %s left: ended %d relayed stream(s)", node_id, ended)
 
     async def __aenter__(self) -> Gateway:
         config = self.config

@@ -1,13 +1,17 @@
 """StreamRelay: a node's SSE response passed through to the client, byte for byte.
 
-Nothing is parsed, buffered or re-encoded: each chunk read from the node's socket is sent on as
-one ASGI body message, which uvicorn writes at once, so an event reaches the client as soon as
-the node flushed it (heartbeats included). Three tasks run per relay, and the first to finish
-ends the others:
+Nothing is parsed, buffered or re-encoded: each read from the node's socket (proxy/node_stream.py
+removes the transfer coding) is sent on as one ASGI body message, which uvicorn writes at once,
+so an event reaches the client as soon as the node flushed it (heartbeats included).
 
-- the pump (node -> client); it ends when the node ends the stream or its connection fails,
-- a watcher of the client's disconnect,
-- a watcher of the proxy's shutdown.
+Per relay there is the request's own task, which waits for the next chunk and sends it, and one
+small task that waits for the client to go away. The relay ends when
+
+- the node ends the stream or its connection fails,
+- the client goes away (the node connection is closed at once),
+- `end()` is called: the node left membership (a node cut off the network never closes its
+  side, so its clients would otherwise wait on a silent stream) or the proxy is stopping
+  (RelayBoard does both).
 
 Whatever ended it, the node connection is closed, and the client's response is completed
 cleanly when the client is still there: an EventSource then reconnects with its Last-Event-ID,
@@ -20,119 +24,134 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Final
 
-import httpx
 from starlette.types import Message, Receive, Scope, Send
+
+from broker.eager_send import send_within
+from proxy.node_stream import NodeStream
 
 logger = logging.getLogger("skiff.proxy")
 
 # Headers of the node's reply that mean something end to end; hop-by-hop ones (connection,
 # transfer-encoding, content-length) are the proxy's own business.
-_FORWARDED = ("content-type", "cache-control")
+_FORWARDED: Final = ("content-type", "cache-control")
+_END: Final[Message] = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 class StreamRelay:
-    """An ASGI response relaying an open upstream `httpx.Response` (stream=True)."""
+    """An ASGI response relaying an open NodeStream that answered 200."""
+
+    __slots__ = ("_on_close", "_send_timeout_s", "_stream", "extra_headers", "relayed_bytes")
 
     def __init__(
         self,
-        upstream: httpx.Response,
+        stream: NodeStream,
         *,
-        stopping: asyncio.Event,
         send_timeout_s: float,
         on_close: Callable[[], None] | None = None,
-        node_gone: asyncio.Event | None = None,
     ) -> None:
-        self._upstream = upstream
-        self._stopping = stopping
-        # Set when the node leaves membership. A node cut off the network never closes its
-        # side, so without this the client would wait on a silent stream forever instead of
-        # reconnecting (and being re-homed).
-        self._node_gone = node_gone
+        self._stream = stream
         self._send_timeout_s = send_timeout_s
         self._on_close = on_close
         self.relayed_bytes = 0
+        #: Added to the node's headers (the proxy's CORS headers).
+        self.extra_headers: list[tuple[bytes, bytes]] = []
+
+    @property
+    def node_id(self) -> str:
+        return self._stream.node_id
+
+    @property
+    def status(self) -> int:
+        return self._stream.status
+
+    def end(self, reason: str) -> None:
+        """End the relay: the client's response is completed, the node connection closed."""
+        self._stream.end(reason)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stream = self._stream
+        gone: asyncio.Task[None] | None = None
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": self._upstream.status_code,
-                    "headers": self._headers(),
-                }
-            )
-            pump = asyncio.create_task(self._pump(send))
-            client_gone = asyncio.create_task(_disconnected(receive))
-            tasks = [pump, client_gone, asyncio.create_task(self._stopping.wait())]
-            if self._node_gone is not None:
-                tasks.append(asyncio.create_task(self._node_gone.wait()))
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            error = pump.exception() if pump in done else None
-            if error is not None:
-                # OSError / TimeoutError: the client's connection failed or stopped reading.
-                raise error
-            if client_gone not in done:
-                await self._send(send, {"type": "http.response.body", "body": b""})
+            start = {"type": "http.response.start", "status": stream.status}
+            await self._send(send, {**start, "headers": self._headers()})
+            gone = asyncio.create_task(_disconnected(receive))
+            gone.add_done_callback(lambda _: stream.end("client gone"))
+            while (chunk := await stream.next_chunk()) is not None:
+                self.relayed_bytes += len(chunk)
+                await self._send(
+                    send, {"type": "http.response.body", "body": chunk, "more_body": True}
+                )
+            if stream.ended not in ("complete", "client gone"):
+                logger.info("stream from %s ended: %s", stream.node_id, stream.ended)
+            if not gone.done():
+                await self._send(send, _END)
         except (OSError, TimeoutError):
-            pass
+            pass  # the client's connection failed or it stopped reading
         finally:
-            await self._upstream.aclose()
+            if gone is not None:
+                gone.cancel()
+            stream.close()
             if self._on_close is not None:
                 self._on_close()
-
-    async def _pump(self, send: Send) -> None:
-        try:
-            async for chunk in self._upstream.aiter_raw():
-                if chunk:
-                    self.relayed_bytes += len(chunk)
-                    await self._send(
-                        send, {"type": "http.response.body", "body": chunk, "more_body": True}
-                    )
-        except httpx.TransportError as err:
-            # The node went away mid-stream: end the client's response so it reconnects.
-            logger.info("stream from %s ended: %s", self._upstream.url.host, type(err).__name__)
 
     async def _send(self, send: Send, message: Message) -> None:
         # A client that stops reading while its socket stays open would pin this relay (and
         # the node's connection) forever; give up on it after the timeout.
-        async with asyncio.timeout(self._send_timeout_s):
-            await send(message)
+        await send_within(send, message, self._send_timeout_s)
 
     def _headers(self) -> list[tuple[bytes, bytes]]:
+        upstream = self._stream.headers
         headers = [
-            (name.encode(), self._upstream.headers[name].encode())
+            (name.encode(), upstream[name].encode("latin-1"))
             for name in _FORWARDED
-            if name in self._upstream.headers
+            if name in upstream
         ]
         # Tell buffering intermediaries (nginx) to pass events through at once.
         headers.append((b"x-accel-buffering", b"no"))
-        return headers
+        return headers + self.extra_headers
+
+
+class RelayBoard:
+    """Every relay a proxy runs, by node: ended together when their node leaves membership,
+    all of them when the proxy stops."""
+
+    def __init__(self) -> None:
+        self._by_node: dict[str, set[StreamRelay]] = {}
+        self._stopped = False
+
+    def __len__(self) -> int:
+        return sum(len(relays) for relays in self._by_node.values())
+
+    def add(self, relay: StreamRelay) -> Callable[[], None]:
+        """Track `relay` (ended at once when the board has stopped); returns its removal."""
+        if self._stopped:
+            relay.end("proxy stopping")
+        relays = self._by_node.setdefault(relay.node_id, set())
+        relays.add(relay)
+
+        def remove() -> None:
+            relays.discard(relay)
+            if not relays and self._by_node.get(relay.node_id) is relays:
+                del self._by_node[relay.node_id]
+
+        return remove
+
+    def end_node(self, node_id: str, reason: str = "node gone") -> int:
+        """End the relays from `node_id`; how many there were."""
+        relays = self._by_node.pop(node_id, set())
+        for relay in relays:
+            relay.end(reason)
+        return len(relays)
+
+    def stop(self) -> None:
+        """End every relay, and any added from now on."""
+        self._stopped = True
+        for node_id in list(self._by_node):
+            self.end_node(node_id, "proxy stopping")
 
 
 async def _disconnected(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-async def read_whole(upstream: httpx.Response, limit: int = 64 * 1024) -> bytes:
-    """The body of a non-200 stream reply (an error message), at most `limit` bytes; closes
-    the response."""
-    body = b""
-    try:
-        async for chunk in upstream.aiter_raw():
-            body += chunk
-            if len(body) >= limit:
-                break
-    except httpx.TransportError:
+    while (await receive())["type"] != "http.disconnect":
         pass
-    finally:
-        await upstream.aclose()
-    return body[:limit]

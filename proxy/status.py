@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 from redis.exceptions import RedisError
+from sse_starlette import ServerSentEvent
 
 from broker.inspect import ClusterView, read_cluster
 from broker.json_bytes import dumps
@@ -54,12 +55,12 @@ class StatusSource:
                 self._read_at = time.monotonic()
             return self._latest
 
-    async def events(self, every_s: float = 1.0) -> AsyncIterator[bytes]:
+    async def events(self, every_s: float = 1.0) -> AsyncIterator[ServerSentEvent]:
         """SSE `status` events, one every `every_s`, until the proxy stops."""
         stopping = self._gateway.stopping
         while not stopping.is_set():
             status = await self.read()
-            yield b"event: status\ndata: " + dumps(status) + b"\n\n"
+            yield ServerSentEvent(dumps(status).decode(), event="status", sep="\n")
             try:
                 await asyncio.wait_for(stopping.wait(), every_s)
             except TimeoutError:

@@ -25,8 +25,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-import httpx
-
 from broker.json_bytes import dumps
 from broker.node_record import NodeRecord
 from broker.sse import parse_event_id
@@ -34,7 +32,7 @@ from proxy import routing, stream_ids
 from proxy.errors import HttpError, InvalidStreamIdError, NodeUnavailableError, NoNodeError
 from proxy.membership import Membership
 from proxy.metrics import ProxyMetrics
-from proxy.passthrough import read_whole
+from proxy.node_stream import NodeStream
 from proxy.registry import RegistryError, StreamRecord, StreamRegistry, instance_digest
 from proxy.upstream import Reply, Upstream, segment
 
@@ -49,10 +47,10 @@ _OPEN_ATTEMPTS: Final = 4
 
 @dataclass(frozen=True, slots=True)
 class Opened:
-    """A stream answered 200 by `node`; `response` is open and must be relayed or closed."""
+    """A stream answered 200 by `node`; `stream` is open and must be relayed or closed."""
 
     node: NodeRecord
-    response: httpx.Response
+    stream: NodeStream
 
 
 class StreamService:
@@ -140,10 +138,10 @@ class StreamService:
                 self._unavailable(node, err.reason)
                 tried.add(node.node_id)
                 continue
-            if response.status_code == 200:
+            if response.status == 200:
                 return Opened(node, response)
-            body = await read_whole(response)
-            if response.status_code == 404:
+            body = await response.read_whole()
+            if response.status == 404:
                 # The node forgot the stream (idle expiry, restart): recreate it where it is.
                 try:
                     await self._ensure_created(node, stream_id, record)
@@ -151,11 +149,11 @@ class StreamService:
                     self._unavailable(node, err.reason)
                     tried.add(node.node_id)
                 continue
-            if response.status_code == 503:
+            if response.status == 503:
                 self._unavailable(node, "503")
                 tried.add(node.node_id)
                 continue
-            return Reply(response.status_code, body, response.headers.get("content-type"))
+            return Reply(response.status, body, response.headers.get("content-type"))
         raise HttpError(503, f"no follower could serve stream {stream_id}")
 
     async def delete(self, stream_id: str) -> Reply:
@@ -196,11 +194,11 @@ class StreamService:
             except NodeUnavailableError as err:
                 self._unavailable(node, err.reason)
                 continue
-            if response.status_code == 200:
+            if response.status == 200:
                 return Opened(node, response)
-            body = await read_whole(response)
-            if response.status_code != 404:
-                return Reply(response.status_code, body, response.headers.get("content-type"))
+            body = await response.read_whole()
+            if response.status != 404:
+                return Reply(response.status, body, response.headers.get("content-type"))
         raise HttpError(404, f"unknown stream {str(parsed)!r}")
 
     async def _rehome(

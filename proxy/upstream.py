@@ -9,16 +9,19 @@ nodes require the token for proxy-chosen stream ids.
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
 from broker.node_record import NodeRecord
 from proxy.errors import NodeUnavailableError
+from proxy.node_stream import NodeStream
 
 #: The header by which the proxy tells a node which id to give a stream it creates.
 STREAM_ID_HEADER: Final = "X-Skiff-Stream-Id"
@@ -52,13 +55,12 @@ class Upstream:
         self._observe = observe
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
-        # A stream waits for events as long as they take; only connecting is bounded.
-        self._stream_timeout = httpx.Timeout(
-            None, connect=connect_timeout_s, pool=connect_timeout_s
-        )
+        self._connect_timeout_s = connect_timeout_s
+        self._request_timeout_s = request_timeout_s
+        self._ssl: ssl.SSLContext | None = None  # made on the first https node
         self._http = httpx.AsyncClient(
-            # No pool bound: every relayed SSE stream holds one connection for its lifetime.
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            # Control requests only: relayed streams have their own connections.
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
             timeout=self._timeout,
             transport=transport,
             follow_redirects=False,
@@ -108,22 +110,46 @@ class Upstream:
 
     async def open_stream(
         self, node: NodeRecord, stream_id: str, last_event_id: str | None
-    ) -> httpx.Response:
-        """Start `GET /v1/streams/{id}`; the caller reads or closes the response (any status)."""
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
-        if last_event_id is not None:
-            headers["Last-Event-ID"] = last_event_id
-        request = self._http.build_request(
-            "GET",
-            _url(node, f"/v1/streams/{segment(stream_id)}"),
-            headers=self._headers(headers),
-            timeout=self._stream_timeout,
-        )
+    ) -> NodeStream:
+        """Start `GET /v1/streams/{id}` on a connection of its own (proxy/node_stream.py) and
+        wait for the reply's head; the caller relays or closes it (any status). Raises
+        NodeUnavailableError: no byte of the stream was relayed yet, so another node may be
+        tried."""
+        target = urlsplit(_url(node, f"/v1/streams/{segment(stream_id)}"))
+        if target.scheme not in ("http", "https") or target.hostname is None:
+            raise NodeUnavailableError(node.node_id, f"unusable URL scheme {target.scheme!r}")
+        port = target.port or (443 if target.scheme == "https" else 80)
+        lines = [
+            f"GET {target.path} HTTP/1.1",
+            f"Host: {target.netloc}",
+            "Accept: text/event-stream",
+            "Cache-Control: no-cache",
+            "Connection: close",
+        ]
+        if last_event_id is not None and _header_safe(last_event_id):
+            lines.append(f"Last-Event-ID: {last_event_id}")
+        lines += [f"{name}: {value}" for name, value in self._auth.items()]
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        loop = asyncio.get_running_loop()
+        stream = NodeStream(node.node_id)
         try:
-            return await self._http.send(request, stream=True)
-        except httpx.TransportError as err:
-            # No byte of a stream was relayed yet: safe to try another node.
-            raise NodeUnavailableError(node.node_id, _reason(err)) from err
+            async with asyncio.timeout(self._connect_timeout_s):
+                transport, _ = await loop.create_connection(
+                    lambda: stream,
+                    target.hostname,
+                    port,
+                    ssl=self._tls() if target.scheme == "https" else None,
+                )
+        except (OSError, TimeoutError) as err:
+            raise NodeUnavailableError(node.node_id, f"connect: {type(err).__name__}") from err
+        transport.write(request)
+        await stream.wait_head(self._request_timeout_s)
+        return stream
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
 
     def _headers(self, headers: Mapping[str, str] | None) -> dict[str, str]:
         return {**(headers or {}), **self._auth}
@@ -133,6 +159,11 @@ def _url(node: NodeRecord, path: str) -> str:
     if node.url is None:
         raise NodeUnavailableError(node.node_id, "it advertises no URL")
     return node.url.rstrip("/") + path
+
+
+def _header_safe(value: str) -> bool:
+    # A client's header value is copied into the request line by line: no line breaks.
+    return len(value) <= 1024 and value.isascii() and value.isprintable()
 
 
 def _reason(err: httpx.TransportError) -> str:

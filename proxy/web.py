@@ -16,8 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
+from sse_starlette import EventSourceResponse
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -56,9 +57,13 @@ class _Pages:
     async def status(self, request: Request) -> JSONResponse:
         return JSONResponse(await self._source.read(), headers=_NO_CACHE)
 
-    async def events(self, request: Request) -> StreamingResponse:
-        return StreamingResponse(
+    async def events(self, request: Request) -> EventSourceResponse:
+        # A handful of operators' pages, not the resource streams' hot path: sse-starlette's
+        # general response (its own disconnect watch, send timeout and keep-alive comments)
+        # fits here; broker/stream_response.py explains why resource streams use bare ASGI.
+        return EventSourceResponse(
             self._source.events(),
-            media_type="text/event-stream",
             headers={**_NO_CACHE, "X-Accel-Buffering": "no"},
+            ping=15,
+            send_timeout=10,
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -13,6 +12,7 @@ from broker.commands.options import (
     require_redis,
     serve_config,
 )
+from broker.commands.runtime import run_server
 from broker.follower import run_follower
 from broker.loading import load_service
 
@@ -33,7 +33,7 @@ class FollowerCommand:
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-        asyncio.run(
+        run_server(
             run_follower(
                 service,
                 config,

@@ -14,6 +14,7 @@ from broker.commands.options import (
     require_redis,
     serve_config,
 )
+from broker.commands.runtime import run_server
 from broker.config import ServeConfig
 from broker.leader_config import LeaderConfig
 from broker.leader_node import leader_node
@@ -74,7 +75,7 @@ class LeaderCommand:
             service.name,
             redacted(redis_url),
         )
-        asyncio.run(run_leader(service, config, leader_config, redis_url, args))
+        run_server(run_leader(service, config, leader_config, redis_url, args))
         return 0
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
+from broker.commands.runtime import run_server
 from broker.errors import BrokerError
 from proxy import ProxyConfig, ProxyError, serve
 
@@ -79,7 +79,7 @@ class ProxyCommand:
         try:
             # The token comes from the environment only: a command line shows in `ps`.
             config = ProxyConfig.from_env(args.redis, **options)
-            asyncio.run(serve(config, log_level=args.log_level, access_log=args.access_log))
+            run_server(serve(config, log_level=args.log_level, access_log=args.access_log))
         except ProxyError as err:
             raise BrokerError(str(err)) from err
         return 0

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from dataclasses import dataclass
 
 from broker.commands.options import add_serve_options, serve_config
+from broker.commands.runtime import run_server
 from broker.loading import load_service
 from broker.serve import serve
 
@@ -22,7 +22,7 @@ class ServeCommand:
     def run(self, args: argparse.Namespace) -> int:
         config = serve_config(args)
         service = load_service(args.service)
-        asyncio.run(serve(service, config, log_level=args.log_level, access_log=args.access_log))
+        run_server(serve(service, config, log_level=args.log_level, access_log=args.access_log))
         return 0
 
 

@@ -332,3 +332,32 @@ async def test_disconnect_keeps_the_stream(hub: Hub) -> None:
     assert reader.closed
     assert not hub.disconnect(stream)
     assert hub.has_stream(stream)
+
+
+async def test_idle_readers_get_heartbeats_from_one_timer(make_hub: HubFactory) -> None:
+    from broker.sse import HEARTBEAT
+
+    hub = make_hub(heartbeat_s=0.1)
+    idle = hub.subscribe(hub.create_stream("by_author", {"author": "nobody"}))
+    busy = hub.subscribe(hub.create_stream("top", {"limit": 1}))
+    assert idle.take() is not None and busy.take() is not None  # their inits
+    beats = {"idle": 0, "busy": 0}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 0.6
+    n = 0
+    while loop.time() < deadline:
+        n += 1
+        hub.apply({"votes": [(f"b{n}", vote(1, f"u{n}"))]})  # changes `top`, not `by_author`
+        for name, reader in (("idle", idle), ("busy", busy)):
+            while (chunk := reader.take()) is not None:
+                beats[name] += chunk == HEARTBEAT
+        await asyncio.sleep(0.01)
+    # Never silent for a whole heartbeat_s: one beat every 0.05 s finds `idle` quiet at least
+    # every other time; `busy` sends an update every 10 ms and needs none.
+    assert 5 <= beats["idle"] <= 13
+    assert beats["busy"] == 0
+    # The timer stops with the last reader.
+    hub.unsubscribe(idle)
+    hub.unsubscribe(busy)
+    await asyncio.sleep(0.12)
+    assert hub._beat_timer is None

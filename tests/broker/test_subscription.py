@@ -77,7 +77,7 @@ async def test_close_ends_delivery() -> None:
     assert sub.closed
     assert sub.close_reason == "deleted"
     assert sub.take() is None
-    assert await sub.next_chunk(1.0) is None
+    assert await sub.next_chunk() is None
     # Pushing to a closed subscription is a no-op, not an overflow.
     assert sub.push(2, [], b"x")
     sub.close("again")
@@ -86,24 +86,47 @@ async def test_close_ends_delivery() -> None:
 
 async def test_next_chunk_waits_for_a_push() -> None:
     sub = make()
-    assert await sub.next_chunk(1.0) is FIRST
-    waiter = asyncio.create_task(sub.next_chunk(5.0))
+    assert await sub.next_chunk() is FIRST
+    waiter = asyncio.create_task(sub.next_chunk())
     await asyncio.sleep(0.01)
     assert not waiter.done()
     data = push(sub, 1, [("a", [1])])
     assert await waiter is data
 
 
-async def test_next_chunk_heartbeats_when_idle() -> None:
+async def test_a_reader_quiet_for_a_whole_beat_gets_a_heartbeat() -> None:
     sub = make()
-    assert await sub.next_chunk(1.0) is FIRST
-    assert await sub.next_chunk(0.01) == HEARTBEAT
+    assert await sub.next_chunk() is FIRST
+    sub.heartbeat()  # the first chunk went out during this beat: no heartbeat yet
+    assert sub.take() is None
+    sub.heartbeat()  # quiet for a whole beat
+    assert await sub.next_chunk() == HEARTBEAT
+    data = push(sub, 1, [("a", [1])])
+    sub.heartbeat()  # an update is pending: it goes out instead of a heartbeat
+    assert sub.take() is data
+    assert sub.take() is None
+    sub.heartbeat()
+    assert sub.take() is None  # the update was sent during the last beat
+    sub.heartbeat()
+    waiter = asyncio.create_task(sub.next_chunk())
+    assert await waiter == HEARTBEAT
+
+
+async def test_a_heartbeat_wakes_a_waiting_reader() -> None:
+    sub = make()
+    assert await sub.next_chunk() is FIRST
+    sub.heartbeat()
+    waiter = asyncio.create_task(sub.next_chunk())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    sub.heartbeat()
+    assert await asyncio.wait_for(waiter, 1) == HEARTBEAT
 
 
 async def test_close_wakes_a_waiting_reader() -> None:
     sub = make()
-    await sub.next_chunk(1.0)
-    waiter = asyncio.create_task(sub.next_chunk(5.0))
+    await sub.next_chunk()
+    waiter = asyncio.create_task(sub.next_chunk())
     await asyncio.sleep(0.01)
     sub.close("shutdown")
     assert await waiter is None

@@ -136,6 +136,8 @@ async def test_stream_bytes_pass_through_unchanged(
         update = await asyncio.wait_for(next_chunk(proxied_chunks), 2)
         assert update == await next_chunk(original_chunks)
         assert update.startswith(b"event: update\nid: run-1/1\n")
+    metrics = (await http.get("/metrics")).text
+    assert 'skiff_proxy_requests_total{route="/v1/streams/{stream_id}",status="200"} 1.0' in metrics
 
 
 async def test_last_event_id_is_passed_through(proxy: RunningProxy, start_node: StartNode) -> None:
@@ -256,6 +258,23 @@ async def test_cors_from_configuration(
         assert "PATCH" in preflight.headers["access-control-allow-methods"]
         other = await http.get("/healthz", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+        await until_serving(proxy, 1)
+        # Stream reads skip the middleware stack (proxy.app.ProxyApp) yet follow its rules.
+        stream_id = (await http.post("/v1/streams/top", json={"limit": 1})).text
+        for origin, allowed in (("https://app.example", True), ("https://evil.example", False)):
+            headers = {**SSE, "Origin": origin}
+            async with http.stream("GET", f"/v1/streams/{stream_id}", headers=headers) as sse:
+                assert sse.status_code == 200
+                got = sse.headers.get("access-control-allow-origin")
+                assert got == (origin if allowed else None)
+        missing = await http.get("/v1/streams/nosuchnode.AAAA", headers={"Origin": origin})
+        assert missing.status_code in (404, 406)
+        assert "access-control-allow-origin" not in missing.headers
+        missing = await http.get(
+            "/v1/streams/nosuchnode.AAAA", headers={**SSE, "Origin": "https://app.example"}
+        )
+        assert missing.status_code == 404
+        assert missing.headers["access-control-allow-origin"] == "https://app.example"
     # Without configured origins, no CORS headers at all.
     async with (
         running_proxy(proxy_config(redis_url, keyspace)) as proxy,
