@@ -17,20 +17,39 @@ from typing import Any
 from starlette.types import Message, Send
 
 
-async def send_within(send: Send, message: Message, timeout_s: float) -> None:
-    """`await send(message)`, raising TimeoutError if it has to wait more than `timeout_s`."""
+def start_send(send: Send, message: Message) -> PendingSend | None:
+    """Start `send(message)` and run it as far as it goes without waiting: None when it is
+    done, else what is left of it (await `finish`). Errors of that first part are raised."""
     step = send(message)
     if not isinstance(step, Coroutine):
-        # Not a coroutine (a test double returning some other awaitable): the plain way.
-        async with asyncio.timeout(timeout_s):
-            await step
-        return
+        # Not a coroutine (a test double returning some other awaitable): awaited whole.
+        return PendingSend(step)
     try:
         waiting_on = step.send(None)
     except StopIteration:
-        return
-    async with asyncio.timeout(timeout_s):
-        await _Resumed(step, waiting_on)
+        return None
+    return PendingSend(_Resumed(step, waiting_on))
+
+
+class PendingSend:
+    """The rest of a send that had to wait (the client's socket buffer is full)."""
+
+    __slots__ = ("_rest",)
+
+    def __init__(self, rest: Awaitable[Any]) -> None:
+        self._rest = rest
+
+    async def finish(self, timeout_s: float) -> None:
+        """Await the rest, raising TimeoutError after `timeout_s`."""
+        async with asyncio.timeout(timeout_s):
+            await self._rest
+
+
+async def send_within(send: Send, message: Message, timeout_s: float) -> None:
+    """`await send(message)`, raising TimeoutError if it has to wait more than `timeout_s`."""
+    pending = start_send(send, message)
+    if pending is not None:
+        await pending.finish(timeout_s)
 
 
 class _Resumed(Awaitable[None]):

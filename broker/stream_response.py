@@ -3,7 +3,8 @@ with bare ASGI messages.
 
 This is the path every idle stream sits on and every fan-out goes through, so it carries as
 little as possible per connection: the request's own task, which waits on the Subscription's
-single future and sends what it takes, and one small task that waits for the client to go away.
+single future while a ChunkWriter (broker/chunks.py) writes each new chunk from Hub.publish
+itself, and one small task that waits for the client to go away.
 A general-purpose SSE response (sse-starlette's EventSourceResponse, which the proxy's status
 feed uses) runs a task group of four tasks with their cancel scopes and wraps every send in
 one: about 11 KB per connection and ~40 µs per event, at 10,000 streams and 1,000-subscriber
@@ -21,6 +22,7 @@ from typing import Final
 
 from starlette.types import Message, Receive, Scope, Send
 
+from broker.chunks import ChunkWriter
 from broker.config import ServeConfig
 from broker.eager_send import send_within
 from broker.hub import Hub
@@ -57,10 +59,7 @@ class ReaderResponse:
             gone = asyncio.create_task(_disconnected(receive))
             # The client leaving wakes the reader's wait; the loop below then sees it closed.
             gone.add_done_callback(lambda _: reader.close("disconnected"))
-            while (chunk := await reader.next_chunk()) is not None:
-                await self._send(
-                    send, {"type": "http.response.body", "body": chunk, "more_body": True}
-                )
+            await ChunkWriter(reader, send, self._config.send_timeout_s).run()
             if not gone.done():
                 await self._send(send, _END)
         except TimeoutError:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from broker.changes import ChangeMerger
+from broker.chunks import ChunkSource
 from broker.sse import HEARTBEAT, encode_event
 
 Json = Any
 Entry = tuple[Json, list[Json]]
 
 
-class Subscription:
+class Subscription(ChunkSource):
     """Holds what a reader has not been sent yet, within fixed bounds.
 
     Up to `max_pending` updates wait as the bytes the hub encoded once for every subscriber of
@@ -35,7 +35,6 @@ class Subscription:
         "_queue",
         "_quiet",
         "_run",
-        "_waiter",
         "close_reason",
         "instance_id",
         "stream_id",
@@ -62,9 +61,7 @@ class Subscription:
         self._merged: ChangeMerger | None = None
         self._merged_version = 0
         self._lag = 0
-        # One future while the reader waits, none otherwise: an asyncio.Event would cost every
-        # idle stream a waiter deque (~0.7 KB), and 10,000 idle streams is the design point.
-        self._waiter: asyncio.Future[None] | None = None
+        super().__init__()
         # Heartbeats: `heartbeat()` is called on a fixed beat by the hub; a reader that took
         # nothing since the previous beat gets one. No timer per reader or per wait.
         self._quiet = False
@@ -72,6 +69,10 @@ class Subscription:
 
     @property
     def closed(self) -> bool:
+        return self.close_reason is not None
+
+    @property
+    def finished(self) -> bool:
         return self.close_reason is not None
 
     @property
@@ -157,21 +158,3 @@ class Subscription:
             self._lag = 0
             return encode_event("update", self._run, self._merged_version, merged.entries())
         return None
-
-    async def next_chunk(self) -> bytes | None:
-        """Wait for the next chunk (a heartbeat included); None once closed. One waiter at a
-        time."""
-        while True:
-            chunk = self.take()
-            if chunk is not None or self.close_reason is not None:
-                return chunk
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)

@@ -21,13 +21,14 @@ from typing import Final, cast
 
 import httptools
 
+from broker.chunks import ChunkSource
 from proxy.errors import NodeUnavailableError
 
 _PAUSE_AT: Final = 64
 _RESUME_AT: Final = 8
 
 
-class NodeStream(asyncio.Protocol):
+class NodeStream(asyncio.Protocol, ChunkSource):
     """The response side of one stream request; see `proxy.upstream.Upstream.open_stream`."""
 
     # Ten thousand of these per proxy is the design point: no per-instance dict.
@@ -38,7 +39,6 @@ class NodeStream(asyncio.Protocol):
         "_paused",
         "_pending",
         "_transport",
-        "_waiter",
         "ended",
         "headers",
         "node_id",
@@ -58,8 +58,8 @@ class NodeStream(asyncio.Protocol):
         self._head: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._pending: deque[bytes] = deque()
         self._parts: list[bytes] = []
-        self._waiter: asyncio.Future[None] | None = None
         self._paused = False
+        ChunkSource.__init__(self)
 
     # -- the consumer's side -------------------------------------------------------------------
     async def wait_head(self, timeout_s: float) -> None:
@@ -84,18 +84,9 @@ class NodeStream(asyncio.Protocol):
             self._transport.resume_reading()
         return chunk
 
-    async def next_chunk(self) -> bytes | None:
-        """The next body bytes; None once the stream ended and everything received was taken.
-        One waiter at a time."""
-        while True:
-            chunk = self.take()
-            if chunk is not None or self.ended is not None:
-                return chunk
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+    @property
+    def finished(self) -> bool:
+        return self.ended is not None
 
     async def read_whole(self, limit: int = 64 * 1024, timeout_s: float = 5.0) -> bytes:
         """The whole body (an error reply), at most `limit` bytes; closes the stream."""
@@ -177,8 +168,3 @@ class NodeStream(asyncio.Protocol):
     def _fail_head(self, reason: str) -> None:
         if not self._head.done():
             self._head.set_result(reason)
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)

@@ -4,8 +4,9 @@ Nothing is parsed, buffered or re-encoded: each read from the node's socket (pro
 removes the transfer coding) is sent on as one ASGI body message, which uvicorn writes at once,
 so an event reaches the client as soon as the node flushed it (heartbeats included).
 
-Per relay there is the request's own task, which waits for the next chunk and sends it, and one
-small task that waits for the client to go away. The relay ends when
+Per relay there is the request's own task, which waits while a ChunkWriter (broker/chunks.py)
+writes each chunk from the node socket's read callback itself, and one small task that waits for
+the client to go away. The relay ends when
 
 - the node ends the stream or its connection fails,
 - the client goes away (the node connection is closed at once),
@@ -28,6 +29,7 @@ from typing import Final
 
 from starlette.types import Message, Receive, Scope, Send
 
+from broker.chunks import ChunkWriter
 from broker.eager_send import send_within
 from proxy.node_stream import NodeStream
 
@@ -78,11 +80,11 @@ class StreamRelay:
             await self._send(send, {**start, "headers": self._headers()})
             gone = asyncio.create_task(_disconnected(receive))
             gone.add_done_callback(lambda _: stream.end("client gone"))
-            while (chunk := await stream.next_chunk()) is not None:
-                self.relayed_bytes += len(chunk)
-                await self._send(
-                    send, {"type": "http.response.body", "body": chunk, "more_body": True}
-                )
+            writer = ChunkWriter(stream, send, self._send_timeout_s)
+            try:
+                await writer.run()
+            finally:
+                self.relayed_bytes = writer.written
             if stream.ended not in ("complete", "client gone"):
                 logger.info("stream from %s ended: %s", stream.node_id, stream.ended)
             if not gone.done():
