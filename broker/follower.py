@@ -189,6 +189,7 @@ async def follower_node(
                         ready=role.ready()[0],
                         url=url,
                         streams=hub.stream_count,
+                        capacity=hub.config.max_streams,
                         draining=hub.draining,
                     )
 

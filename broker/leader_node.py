@@ -224,6 +224,7 @@ class LeaderNode:
             ready=ready,
             url=self.advertise_url,
             streams=hub.stream_count if hub is not None else 0,
+            capacity=hub.config.max_streams if hub is not None else None,
             draining=hub.draining if hub is not None else False,
         )
 

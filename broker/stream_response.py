@@ -2,9 +2,8 @@
 with bare ASGI messages.
 
 This is the path every idle stream sits on and every fan-out goes through, so it carries as
-little as possible per connection: the request's own task, which waits on the Subscription's
-single future while a ChunkWriter (broker/chunks.py) writes each new chunk from Hub.publish
-itself, and one small task that waits for the client to go away.
+little as possible per connection: the request's own task, waiting in `receive()` for the client
+to go away, while a ChunkWriter (broker/chunks.py) writes each chunk from Hub.publish itself.
 A general-purpose SSE response (sse-starlette's EventSourceResponse, which the proxy's status
 feed uses) runs a task group of four tasks with their cancel scopes and wraps every send in
 one: about 11 KB per connection and ~40 µs per event, at 10,000 streams and 1,000-subscriber
@@ -16,7 +15,6 @@ Skip's empty update, not a comment.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Final
 
@@ -37,7 +35,6 @@ HEADERS: Final = [
     (b"x-accel-buffering", b"no"),
 ]
 _START: Final[Message] = {"type": "http.response.start", "status": 200, "headers": HEADERS}
-_END: Final[Message] = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 class ReaderResponse:
@@ -53,15 +50,9 @@ class ReaderResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         reader = self._reader
-        gone: asyncio.Task[None] | None = None
         try:
             await self._send(send, _START)
-            gone = asyncio.create_task(_disconnected(receive))
-            # The client leaving wakes the reader's wait; the loop below then sees it closed.
-            gone.add_done_callback(lambda _: reader.close("disconnected"))
-            await ChunkWriter(reader, send, self._config.send_timeout_s).run()
-            if not gone.done():
-                await self._send(send, _END)
+            await ChunkWriter(reader, send, self._config.send_timeout_s).run(receive)
         except TimeoutError:
             # A client that stops reading while its socket stays open is indistinguishable from
             # a dead one: drop it like a disconnect rather than report an application error.
@@ -69,16 +60,9 @@ class ReaderResponse:
         except OSError:
             pass  # the connection failed under a send: the client is gone
         finally:
-            if gone is not None:
-                gone.cancel()
             self._hub.unsubscribe(reader)
 
     async def _send(self, send: Send, message: Message) -> None:
         # uvicorn's send only waits when the socket's write buffer is full, that is when the
         # client stopped reading; bound that wait.
         await send_within(send, message, self._config.send_timeout_s)
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass

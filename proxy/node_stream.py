@@ -16,7 +16,6 @@ sees a slow reader and coalesces or drops it (broker/subscription.py), as it wou
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import Final, cast
 
 import httptools
@@ -56,7 +55,8 @@ class NodeStream(asyncio.Protocol, ChunkSource):
         self._transport: asyncio.Transport | None = None
         # Resolved with None once the head is in, or with why it never will be.
         self._head: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._pending: deque[bytes] = deque()
+        # A list, not a deque: usually empty, and an empty deque is 760 bytes.
+        self._pending: list[bytes] = []
         self._parts: list[bytes] = []
         self._paused = False
         ChunkSource.__init__(self)
@@ -78,7 +78,7 @@ class NodeStream(asyncio.Protocol, ChunkSource):
         """The next body bytes received, or None when none are waiting."""
         if not self._pending:
             return None
-        chunk = self._pending.popleft()
+        chunk = self._pending.pop(0)
         if self._paused and len(self._pending) <= _RESUME_AT and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()

@@ -4,9 +4,9 @@ Nothing is parsed, buffered or re-encoded: each read from the node's socket (pro
 removes the transfer coding) is sent on as one ASGI body message, which uvicorn writes at once,
 so an event reaches the client as soon as the node flushed it (heartbeats included).
 
-Per relay there is the request's own task, which waits while a ChunkWriter (broker/chunks.py)
-writes each chunk from the node socket's read callback itself, and one small task that waits for
-the client to go away. The relay ends when
+Per relay there is only the request's own task, waiting in `receive()` for the client to go
+away, while a ChunkWriter (broker/chunks.py) writes each chunk from the node socket's read
+callback itself. The relay ends when
 
 - the node ends the stream or its connection fails,
 - the client goes away (the node connection is closed at once),
@@ -22,7 +22,6 @@ cut off by a dying node never counts: SSE discards an event not ended by a blank
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Final
@@ -38,13 +37,12 @@ logger = logging.getLogger("skiff.proxy")
 # Headers of the node's reply that mean something end to end; hop-by-hop ones (connection,
 # transfer-encoding, content-length) are the proxy's own business.
 _FORWARDED: Final = ("content-type", "cache-control")
-_END: Final[Message] = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 class StreamRelay:
     """An ASGI response relaying an open NodeStream that answered 200."""
 
-    __slots__ = ("_on_close", "_send_timeout_s", "_stream", "extra_headers", "relayed_bytes")
+    __slots__ = ("_on_close", "_send_timeout_s", "_stream", "extra_headers")
 
     def __init__(
         self,
@@ -56,7 +54,6 @@ class StreamRelay:
         self._stream = stream
         self._send_timeout_s = send_timeout_s
         self._on_close = on_close
-        self.relayed_bytes = 0
         #: Added to the node's headers (the proxy's CORS headers).
         self.extra_headers: list[tuple[bytes, bytes]] = []
 
@@ -74,26 +71,16 @@ class StreamRelay:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         stream = self._stream
-        gone: asyncio.Task[None] | None = None
+        writer = ChunkWriter(stream, send, self._send_timeout_s)
         try:
             start = {"type": "http.response.start", "status": stream.status}
             await self._send(send, {**start, "headers": self._headers()})
-            gone = asyncio.create_task(_disconnected(receive))
-            gone.add_done_callback(lambda _: stream.end("client gone"))
-            writer = ChunkWriter(stream, send, self._send_timeout_s)
-            try:
-                await writer.run()
-            finally:
-                self.relayed_bytes = writer.written
-            if stream.ended not in ("complete", "client gone"):
+            await writer.run(receive)
+            if stream.ended not in (None, "complete"):
                 logger.info("stream from %s ended: %s", stream.node_id, stream.ended)
-            if not gone.done():
-                await self._send(send, _END)
         except (OSError, TimeoutError):
             pass  # the client's connection failed or it stopped reading
         finally:
-            if gone is not None:
-                gone.cancel()
             stream.close()
             if self._on_close is not None:
                 self._on_close()
@@ -152,8 +139,3 @@ class RelayBoard:
         self._stopped = True
         for node_id in list(self._by_node):
             self.end_node(node_id, "proxy stopping")
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass

@@ -1,5 +1,6 @@
 """ChunkSource / ChunkWriter: chunks are written from where they are produced while the response
-task idles, in order, and a write that has to wait goes back to the task and its timeout."""
+task waits in receive(), in order; a write that has to wait gets a task and the send timeout;
+the response is completed when the source finishes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from broker.chunks import ChunkSource, ChunkWriter
+from broker.chunks import ChunkSource, ChunkWriter, ClientStuckError
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -38,23 +39,35 @@ class Queue(ChunkSource):
 
 
 class Client:
+    """The server side of a connection: receive() returns http.disconnect once the client left
+    or the response is complete (the ASGI spec)."""
+
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
+        self.complete = False
         self.blocked = asyncio.Event()
         self.blocked.set()
+        self.gone = asyncio.Event()
         self.fail: Exception | None = None
+
+    async def receive(self) -> dict[str, Any]:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.fail is not None:
             raise self.fail
         await self.blocked.wait()  # a full socket buffer until set
-        self.bodies.append(message["body"])
-        assert message["more_body"] is True
+        if message["more_body"]:
+            self.bodies.append(message["body"])
+        else:
+            self.complete = True
+            self.gone.set()
 
 
 async def started(source: Queue, client: Client, timeout_s: float = 5.0) -> asyncio.Task[None]:
-    task = asyncio.create_task(ChunkWriter(source, client.send, timeout_s).run())
-    await asyncio.sleep(0.01)  # it is waiting on the source now
+    task = asyncio.create_task(ChunkWriter(source, client.send, timeout_s).run(client.receive))
+    await asyncio.sleep(0.01)  # it is waiting in receive() now
     return task
 
 
@@ -66,7 +79,18 @@ async def test_chunks_produced_while_idle_are_written_in_place() -> None:
     # Written by put() itself: nothing was awaited since.
     assert client.bodies == [b"a", b"b"]
     source.end()
+    assert client.complete  # end() completed the response in place too
     await asyncio.wait_for(task, 1)
+
+
+async def test_the_client_leaving_ends_the_writer_and_stops_listening() -> None:
+    source, client = Queue(), Client()
+    task = await started(source, client)
+    client.gone.set()
+    await asyncio.wait_for(task, 1)
+    source.put(b"late")
+    assert client.bodies == []
+    assert source.take() == b"late"
 
 
 async def test_a_write_that_waits_is_finished_by_the_task_in_order() -> None:
@@ -91,7 +115,7 @@ async def test_a_write_that_waits_too_long_ends_the_writer() -> None:
     task = await started(source, client, timeout_s=0.05)
     client.blocked.clear()
     source.put(b"a")
-    with pytest.raises(TimeoutError):
+    with pytest.raises(ClientStuckError):
         await asyncio.wait_for(task, 2)
 
 
@@ -108,6 +132,15 @@ async def test_what_is_queued_before_the_end_is_written_first() -> None:
     source, client = Queue(), Client()
     source.chunks += [b"a", b"b"]
     source.done = True
-    await asyncio.wait_for(ChunkWriter(source, client.send, 1.0).run(), 1)
+    await asyncio.wait_for(ChunkWriter(source, client.send, 1.0).run(client.receive), 1)
     assert client.bodies == [b"a", b"b"]
+    assert client.complete
     assert await source.next_chunk() is None
+
+
+async def test_a_cancelled_response_task_is_cancelled() -> None:
+    source, client = Queue(), Client()
+    task = await started(source, client)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

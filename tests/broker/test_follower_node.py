@@ -119,6 +119,7 @@ async def test_heartbeat_record_while_running(
         assert (found.role, found.epoch, found.url, found.ready) == (
             "follower", leader.epoch, node.url, True,
         )  # fmt: skip
+        assert found.capacity == CONFIG.max_streams  # the proxy routes by it
         assert 0 < await redis_client.pttl(keyspace.node("f-2")) <= 3000
     assert await redis_client.get(keyspace.node("f-2")) is None
     assert await redis_client.zscore(keyspace.nodes, "f-2") is None

@@ -18,28 +18,42 @@ pytestmark = pytest.mark.timeout(10)
 SCOPE = {"type": "http", "method": "GET", "path": "/v1/streams/x", "headers": []}
 
 
-async def never_disconnects() -> dict[str, Any]:
-    await asyncio.Event().wait()
-    raise AssertionError("unreachable")
+class Connection:
+    """The server side of one connection, as the ASGI spec has it: `receive()` returns
+    `http.disconnect` once the client left or the response is complete."""
+
+    def __init__(self, block_after: int | None = None) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.ended = asyncio.Event()
+        self.block_after = block_after
+
+    async def receive(self) -> dict[str, Any]:
+        await self.ended.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.block_after is not None and len(self.sent) >= self.block_after:
+            await asyncio.Event().wait()  # the socket's buffer is full, forever
+        self.sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.ended.set()
+
+    def leave(self) -> None:
+        self.ended.set()
 
 
 async def test_a_client_that_stops_reading_is_dropped(make_hub: HubFactory) -> None:
     hub = make_hub(send_timeout_s=0.05)
     stream = hub.create_stream("top", {})
     reader = hub.subscribe(stream)
-    sent: list[dict[str, Any]] = []
-
-    async def stuck_after_first_chunk(message: dict[str, Any]) -> None:
-        sent.append(message)
-        if len(sent) > 2:
-            await asyncio.Event().wait()  # the socket's buffer is full, forever
+    conn = Connection(block_after=2)  # the start and the init go out, then nothing
 
     response = ReaderResponse(hub, reader, hub.config)
-    task = asyncio.create_task(response(SCOPE, never_disconnects, stuck_after_first_chunk))
+    task = asyncio.create_task(response(SCOPE, conn.receive, conn.send))
     await asyncio.sleep(0.01)
     hub.apply({"votes": [("v3", vote(1, "x"))]})
-    await asyncio.wait_for(task, 2)  # returns instead of raising SendTimeoutError
-    assert sent[1]["body"].startswith(b"event: init")
+    await asyncio.wait_for(task, 2)  # returns instead of raising
+    assert conn.sent[1]["body"].startswith(b"event: init")
     assert reader.closed
     assert hub.reader_count == 0
     assert hub.has_stream(stream)  # it may resume
@@ -47,12 +61,10 @@ async def test_a_client_that_stops_reading_is_dropped(make_hub: HubFactory) -> N
 
 async def test_a_response_cancelled_before_its_first_chunk_detaches(hub: Hub) -> None:
     reader = hub.subscribe(hub.create_stream("top", {}))
-
-    async def slow_send(message: dict[str, Any]) -> None:
-        await asyncio.Event().wait()
+    conn = Connection(block_after=0)
 
     task = asyncio.create_task(
-        ReaderResponse(hub, reader, hub.config)(SCOPE, never_disconnects, slow_send)
+        ReaderResponse(hub, reader, hub.config)(SCOPE, conn.receive, conn.send)
     )
     await asyncio.sleep(0.01)
     task.cancel()
@@ -64,15 +76,32 @@ async def test_a_response_cancelled_before_its_first_chunk_detaches(hub: Hub) ->
 async def test_a_closed_reader_ends_the_response_cleanly(hub: Hub) -> None:
     stream = hub.create_stream("top", {})
     reader = hub.subscribe(stream)
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    conn = Connection()
 
     task = asyncio.create_task(
-        ReaderResponse(hub, reader, hub.config)(SCOPE, never_disconnects, send)
+        ReaderResponse(hub, reader, hub.config)(SCOPE, conn.receive, conn.send)
     )
     await asyncio.sleep(0.01)
     hub.delete_stream(stream)
     await asyncio.wait_for(task, 2)
-    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert conn.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+async def test_updates_are_written_by_the_tick_itself_and_a_leaving_client_detaches(
+    hub: Hub,
+) -> None:
+    stream = hub.create_stream("top", {})
+    reader = hub.subscribe(stream)
+    conn = Connection()
+    task = asyncio.create_task(
+        ReaderResponse(hub, reader, hub.config)(SCOPE, conn.receive, conn.send)
+    )
+    await asyncio.sleep(0.01)
+    assert len(conn.sent) == 2  # start, init
+    hub.apply({"votes": [("v3", vote(1, "x"))]})
+    # Written during apply(): no task had to run for it.
+    assert conn.sent[-1]["body"].startswith(b"event: update")
+    conn.leave()
+    await asyncio.wait_for(task, 2)
+    assert hub.reader_count == 0
+    assert hub.has_stream(stream)

@@ -88,6 +88,7 @@ class Client:
         self.block_sends = block_sends
 
     async def receive(self) -> dict[str, Any]:
+        # As the ASGI spec has it: a disconnect once the client left or the response is done.
         await self.gone.wait()
         return {"type": "http.disconnect"}
 
@@ -95,6 +96,8 @@ class Client:
         if self.block_sends and message["type"] == "http.response.body":
             await asyncio.Event().wait()  # a client that stopped reading
         self.sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.gone.set()
 
     def body(self) -> bytes:
         return b"".join(m["body"] for m in self.sent if m["type"] == "http.response.body")
