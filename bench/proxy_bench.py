@@ -42,7 +42,6 @@ from typing import Any
 
 import orjson
 import psutil
-import uvloop
 
 from bench.cluster import Cluster, cluster
 from bench.endpoints import Endpoint, rss_bytes
@@ -483,10 +482,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"fd_limit": {"soft": soft, "hard": hard}, "args": vars(args)}
     # The machine's load around the run: other work on the same cores shows up in latencies.
     result["loadavg_before"] = os.getloadavg()
-    # The client runs on uvloop: it shares the two cores with the servers, and the less it
-    # spends reading 1,000 sockets the less it hides them. (The servers run on asyncio's loop:
-    # broker/commands/runtime.py says why.)
-    result |= uvloop.run(run(args, parts))
+    result |= asyncio.run(run(args, parts))
     result["loadavg_after"] = os.getloadavg()
     print_table(f"the proxy (fd limit {soft:,})", rows(result))
     write_json(args.name, result)

@@ -27,7 +27,7 @@ class _Subscriber(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without deriving from it.
+        # Any loop's transport (uvloop's do not derive from asyncio.Transport).
         self.transport = cast(asyncio.Transport, transport)
         transport.write(self.request)
 

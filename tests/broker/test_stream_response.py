@@ -10,6 +10,7 @@ import pytest
 
 from broker import Hub
 from broker.stream_response import ReaderResponse
+from broker.subscription import Subscription
 from tests.broker.conftest import HubFactory
 from tests.broker.helpers import vote
 
@@ -42,15 +43,20 @@ class Connection:
         self.ended.set()
 
 
+async def serve(hub: Hub, reader: Subscription, conn: Connection) -> asyncio.Task[None]:
+    """The response running, its first messages sent."""
+    response = ReaderResponse(hub, reader, hub.config)
+    task = asyncio.create_task(response(SCOPE, conn.receive, conn.send))
+    await asyncio.sleep(0.01)
+    return task
+
+
 async def test_a_client_that_stops_reading_is_dropped(make_hub: HubFactory) -> None:
     hub = make_hub(send_timeout_s=0.05)
     stream = hub.create_stream("top", {})
     reader = hub.subscribe(stream)
     conn = Connection(block_after=2)  # the start and the init go out, then nothing
-
-    response = ReaderResponse(hub, reader, hub.config)
-    task = asyncio.create_task(response(SCOPE, conn.receive, conn.send))
-    await asyncio.sleep(0.01)
+    task = await serve(hub, reader, conn)
     hub.apply({"votes": [("v3", vote(1, "x"))]})
     await asyncio.wait_for(task, 2)  # returns instead of raising
     assert conn.sent[1]["body"].startswith(b"event: init")
@@ -61,12 +67,7 @@ async def test_a_client_that_stops_reading_is_dropped(make_hub: HubFactory) -> N
 
 async def test_a_response_cancelled_before_its_first_chunk_detaches(hub: Hub) -> None:
     reader = hub.subscribe(hub.create_stream("top", {}))
-    conn = Connection(block_after=0)
-
-    task = asyncio.create_task(
-        ReaderResponse(hub, reader, hub.config)(SCOPE, conn.receive, conn.send)
-    )
-    await asyncio.sleep(0.01)
+    task = await serve(hub, reader, Connection(block_after=0))
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert reader.closed
@@ -77,11 +78,7 @@ async def test_a_closed_reader_ends_the_response_cleanly(hub: Hub) -> None:
     stream = hub.create_stream("top", {})
     reader = hub.subscribe(stream)
     conn = Connection()
-
-    task = asyncio.create_task(
-        ReaderResponse(hub, reader, hub.config)(SCOPE, conn.receive, conn.send)
-    )
-    await asyncio.sleep(0.01)
+    task = await serve(hub, reader, conn)
     hub.delete_stream(stream)
     await asyncio.wait_for(task, 2)
     assert conn.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
@@ -93,10 +90,7 @@ async def test_updates_are_written_by_the_tick_itself_and_a_leaving_client_detac
     stream = hub.create_stream("top", {})
     reader = hub.subscribe(stream)
     conn = Connection()
-    task = asyncio.create_task(
-        ReaderResponse(hub, reader, hub.config)(SCOPE, conn.receive, conn.send)
-    )
-    await asyncio.sleep(0.01)
+    task = await serve(hub, reader, conn)
     assert len(conn.sent) == 2  # start, init
     hub.apply({"votes": [("v3", vote(1, "x"))]})
     # Written during apply(): no task had to run for it.
