@@ -4,7 +4,7 @@ States (`MirrorSync.state`); every failure returns to the state that can make pr
 
              ┌──────────── gap / trimmed / other epoch ◄──────────┐
              ▼                                                     │
-    loading (snapshot) ──────────────────────────────────────► tailing
+    loading (snapshot) ─────────────► catching up ─────────────► tailing
        │  ▲                                                      │  ▲
        ▼  │ meta back                                 error      ▼  │ Redis back
      waiting (no meta / meta behind us)          disconnected / stalled
@@ -14,6 +14,8 @@ States (`MirrorSync.state`); every failure returns to the state that can make pr
   becomes one ordinary tick at V (readers get the update bringing them there; when V <= applied
   nothing is loaded and the stream is read again, still not ready); in a new epoch a fresh
   engine replaces the old one and the hub's run becomes the new epoch (readers get an init).
+- catching up: tailing (below) after a load, a reconnection or a wait, while the node has not yet
+  applied the head it saw at the start of a round trip (a backlog of more than one batch).
 - tailing: one round trip per step reads meta and `XREAD BLOCK` from `<applied>-0` (exclusive).
   Every entry must be version applied+1 of our epoch; anything else (a gap, a trimmed position,
   an entry of another epoch, meta naming another epoch, versions published but not readable any
@@ -27,7 +29,8 @@ States (`MirrorSync.state`); every failure returns to the state that can make pr
   backoff. (User code of a resource raising on an entry does not stall the mirror: the
   follower's resource instances are dropped and the entry applied; see `_apply`.)
 
-The node is ready (/healthz 200) only while tailing.
+The node is ready (/healthz 200) only while tailing: a follower that restarts, resyncs or comes
+back from an outage takes no new streams until it has caught up with the head it saw.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from graph import GraphError, Service, TickResult, UserCodeError
 
 logger = logging.getLogger("skiff.broker")
 
-SyncState = Literal["loading", "tailing", "waiting", "disconnected", "stalled"]
+SyncState = Literal["loading", "catching up", "tailing", "waiting", "disconnected", "stalled"]
 
 #: How long one XREAD blocks: also how soon a changed meta (new epoch, lost keyspace) is seen.
 BLOCK_MS: Final = 1000
@@ -162,7 +165,7 @@ class MirrorSync:
             logger.error("follower cannot apply version %d: %s", self.applied + 1, err)
             self._enter("stalled", f"cannot apply version {self.applied + 1}: {err}")
         else:
-            if self.state == "tailing":
+            if self.state in ("tailing", "catching up"):
                 self._backoff.reset()
                 return
             if self.state == "loading" and self._resync_at != self.applied:
@@ -199,7 +202,7 @@ class MirrorSync:
                 self._resynced(f"snapshot at version {snap.version}")
         self.epoch = snap.epoch
         self._resync_wanted = False
-        self._enter("tailing", "ok")
+        self._caught_up_to(meta.head)
 
     def _resynced(self, what: str) -> None:
         self.resyncs += 1
@@ -242,7 +245,17 @@ class MirrorSync:
             return
         if not entries:
             self.lag_ms = 0
-        self._enter("tailing", "ok")
+        self._caught_up_to(meta.head)
+
+    def _caught_up_to(self, head: int) -> None:
+        # Ready once the versions published when this round trip began are applied. A node
+        # that was ready stays so while it falls behind under load (its lag is in /metrics);
+        # one coming from a restart, a resync or an outage is not ready, and takes no new
+        # streams, while it works through a backlog.
+        if self.applied >= head or self.state == "tailing":
+            self._enter("tailing", "ok")
+        else:
+            self._enter("catching up", f"applying versions {self.applied + 1}..{head}")
 
     def _apply(self, hub: Hub, delta: DeltaEntry) -> TickResult:
         try:

@@ -171,3 +171,41 @@ async def test_a_resource_raising_on_a_published_version_does_not_stall_the_mirr
     assert [e.entries for e in events(reader_of(hub))] == [[(1, [1]), (2, [1])]]
     with pytest.raises(GraphError):
         hub.create_stream("fragile", {})
+
+
+async def test_a_follower_with_a_backlog_is_not_ready_until_it_caught_up(
+    redis_client: Redis, keyspace: Keyspace, service: Service, leader: ScriptedLeader
+) -> None:
+    for n in range(5):
+        await leader.write({"votes": [(f"a{n}", vote(n, "cy"))]})
+    await leader.take_snapshot()
+    for n in range(35):  # a backlog of 35 versions past the snapshot, read 10 at a time
+        await leader.write({"votes": [(f"b{n}", vote(n % 7, f"u{n}"))]})
+    sync = MirrorSync(
+        redis_client, keyspace, service, ServeConfig(port=0), block_ms=20, batch=10,
+        backoff=Backoff(0.005, 0.05),
+    )  # fmt: skip
+    await sync.bootstrap()
+    states = [sync.state]
+    while sync.state != "tailing":
+        await sync.step()
+        states.append(sync.state)
+        assert len(states) < 50, states
+    assert states[:4] == ["catching up"] * 4  # loaded at 5, then 15, 25, 35 of 40 applied
+    assert sync.applied == leader.version == 40
+    await caught_up(sync, leader)
+    # Ready from then on, even when it falls behind again under load.
+    for n in range(25):
+        await leader.write({"votes": [(f"c{n}", vote(n % 5, f"w{n}"))]})
+    await sync.step()
+    assert sync.state == "tailing" and sync.applied < leader.version
+    await caught_up(sync, leader)
+
+
+async def test_a_follower_without_a_backlog_is_ready_as_soon_as_it_loaded(
+    leader: ScriptedLeader, sync: MirrorSync
+) -> None:
+    await leader.write({"votes": [("x", vote(1, "cy"))]})
+    await leader.take_snapshot()
+    await sync.bootstrap()
+    assert sync.state == "tailing"
