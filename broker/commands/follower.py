@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from broker.commands.options import (
     add_cluster_options,
     add_serve_options,
+    cluster_serve_config,
     require_redis,
-    serve_config,
 )
 from broker.commands.runtime import run_server
 from broker.follower import run_follower
@@ -28,7 +28,7 @@ class FollowerCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         redis_url = require_redis(args)
-        config = serve_config(args)
+        config = cluster_serve_config(args)
         service = load_service(args.service)
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from broker.commands.options import (
     add_cluster_options,
     add_serve_options,
+    cluster_serve_config,
     require_redis,
-    serve_config,
 )
 from broker.commands.runtime import run_server
 from broker.config import ServeConfig
@@ -57,7 +57,7 @@ class LeaderCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         redis_url = require_redis(args)
-        config = serve_config(args)
+        config = cluster_serve_config(args)
         service = load_service(args.service)
         leader_config = LeaderConfig(
             node_id=args.node_id,

@@ -114,8 +114,6 @@ _OPTIONS: tuple[tuple[str, str, type[Any], str], ...] = (
 )
 
 
-
-
 def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "service",
@@ -135,6 +133,19 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
     # From the environment only: a token on the command line would show in `ps`.
     options["control_token"] = os.environ.get("SKIFF_CONTROL_TOKEN") or None
     return ServeConfig(**{k: v for k, v in options.items() if v is not None})
+
+
+def cluster_serve_config(args: argparse.Namespace) -> ServeConfig:
+    """serve_config for a leader or follower, which answers every route on one port."""
+    config = serve_config(args)
+    if config.control_port is not None:
+        # The proxy and the other nodes reach a node at the one URL it advertises: writes,
+        # stream creation and reads all go there.
+        raise SystemExit(
+            "skiff: --control-port is for `skiff serve` (a single node); a leader or follower "
+            "answers every route on --port, the one URL the proxy and other nodes know it by"
+        )
+    return config
 
 
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:

@@ -178,3 +178,11 @@ def test_options_and_environment_reach_the_config(monkeypatch: pytest.MonkeyPatc
         port=0, control_port=0, heartbeat_s=2.5, idle_instance_s=4, control_token="tok"
     )
     assert captured["options"] == {"log_level": "debug", "access_log": True}
+
+
+@pytest.mark.parametrize("command", ["leader", "follower"])
+def test_cluster_nodes_refuse_a_control_port(command: str) -> None:
+    # The proxy and the other nodes know a node by one URL; split routes would break them.
+    argv = [command, "tests.broker.services:service", "--redis", "redis://127.0.0.1:1/0"]
+    with pytest.raises(SystemExit, match="--control-port is for `skiff serve`"):
+        main([*argv, "--control-port", "9001"])
