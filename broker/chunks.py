@@ -17,15 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Final
 
 from starlette.types import Message, Receive, Send
 
 from broker.eager_send import PendingSend, start_send
 
 logger = logging.getLogger("skiff.broker")
-
-_END: Final[Message] = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 class ChunkSource:
@@ -122,7 +119,7 @@ class ChunkWriter:
             if chunk is None:
                 if source.finished:
                     self._done = True
-                    self._write(_END)
+                    self._write({"type": "http.response.body", "body": b"", "more_body": False})
                 return
             if not self._write({"type": "http.response.body", "body": chunk, "more_body": True}):
                 return

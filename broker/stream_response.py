@@ -34,7 +34,6 @@ HEADERS: Final = [
     # Tell buffering intermediaries (nginx) to pass events through at once.
     (b"x-accel-buffering", b"no"),
 ]
-_START: Final[Message] = {"type": "http.response.start", "status": 200, "headers": HEADERS}
 
 
 class ReaderResponse:
@@ -51,7 +50,9 @@ class ReaderResponse:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         reader = self._reader
         try:
-            await self._send(send, _START)
+            # A fresh message: a middleware may add headers to the one it is given.
+            start = {"type": "http.response.start", "status": 200, "headers": list(HEADERS)}
+            await self._send(send, start)
             await ChunkWriter(reader, send, self._config.send_timeout_s).run(receive)
         except TimeoutError:
             # A client that stops reading while its socket stays open is indistinguishable from
