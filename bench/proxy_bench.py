@@ -49,6 +49,7 @@ from bench.fanout_bench import create_streams, fanout_curve
 from bench.http_bench import pct
 from bench.report import print_table, write_json
 from bench.subscribers import SubscriberPool
+from broker.fd_limit import raise_open_files_limit
 
 SERVICE, NAME = "bench.workloads:items", "bench-items"
 SHARED = {"key": 0}
@@ -66,19 +67,14 @@ def raise_fd_limit(want: int = WANT_FDS) -> tuple[int, int]:
     """Raise this process's RLIMIT_NOFILE (child processes started afterwards inherit it): both
     limits to `want` where allowed (root, or CAP_SYS_RESOURCE), else the soft limit to the hard
     one; returns the (soft, hard) now in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < want:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
             return resource.getrlimit(resource.RLIMIT_NOFILE)
         except (ValueError, OSError):
             pass  # not privileged: what the hard limit allows
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
+    raise_open_files_limit()
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 

@@ -136,7 +136,7 @@ class NodeApp(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._streams is not None and scope["type"] == "http" and scope["method"] == "GET":
-            stream_id = _stream_id(scope["path"])
+            stream_id = stream_read_id(scope["path"])
             if stream_id is not None:
                 await self._streams.open_stream(stream_id, scope, receive, send)
                 return
@@ -156,7 +156,8 @@ class _StreamRoute:
 _STREAMS_PREFIX = "/v1/streams/"
 
 
-def _stream_id(path: str) -> str | None:
+def stream_read_id(path: str) -> str | None:
+    """The stream id of a `GET /v1/streams/{stream_id}` path, or None for any other path."""
     # The route template's `{stream_id}`: one non-empty path segment.
     if not path.startswith(_STREAMS_PREFIX):
         return None

@@ -15,17 +15,15 @@ reading — gets a task of its own, bounded by the send timeout.
 from __future__ import annotations
 
 import asyncio
-import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 from starlette.types import Message, Receive, Send
 
 from broker.eager_send import PendingSend, start_send
 
-logger = logging.getLogger("skiff.broker")
 
-
-class ChunkSource:
+class ChunkSource(ABC):
     """A queue of chunks with one consumer: `next_chunk()`, or a ChunkWriter listening.
 
     Subclasses define `take()` and `finished`, and call `_wake()` when either may have changed.
@@ -37,14 +35,14 @@ class ChunkSource:
         self._waiter: asyncio.Future[None] | None = None
         self._listener: Callable[[], None] | None = None
 
+    @abstractmethod
     def take(self) -> bytes | None:
         """The next chunk, or None when none is waiting."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def finished(self) -> bool:
         """No chunk will be added any more (some may still be waiting)."""
-        raise NotImplementedError
 
     def listen(self, listener: Callable[[], None] | None) -> None:
         """Call `listener` on every wake from now on (None: stop)."""

@@ -12,7 +12,6 @@ metrics counter), and the next beat simply tries again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -26,6 +25,7 @@ from redis.asyncio import Redis
 from broker.keyspace import Keyspace
 from broker.node_record import NodeRecord
 from broker.redis_conn import honour_cancellation
+from broker.tasks import cancel_and_wait
 
 logger = logging.getLogger("skiff.broker")
 
@@ -115,10 +115,7 @@ class Heartbeat:
         tb: TracebackType | None,
     ) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await self.deregister()
 
     async def _run(self) -> None:

@@ -71,9 +71,7 @@ class Subscription(ChunkSource):
     def closed(self) -> bool:
         return self.close_reason is not None
 
-    @property
-    def finished(self) -> bool:
-        return self.close_reason is not None
+    finished = closed  # ChunkSource's name for it
 
     @property
     def lag(self) -> int:

@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from broker.app import stream_read_id
 from broker.auth import bearer_matches
 from broker.bodies import read_body
 from broker.errors import ApiError
@@ -106,16 +107,13 @@ class ProxyApp(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
-            path: str = scope["path"]
-            if path.startswith(_STREAMS_PREFIX):
-                stream_id = path[len(_STREAMS_PREFIX) :]
-                if stream_id and "/" not in stream_id:
-                    await self._streams(stream_id, scope, receive, send)
-                    return
+            stream_id = stream_read_id(scope["path"])
+            if stream_id is not None:
+                await self._streams(stream_id, scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
-_STREAMS_PREFIX: Final = "/v1/streams/"
 _STREAM_ROUTE: Final = "/v1/streams/{stream_id}"
 
 

@@ -29,6 +29,7 @@ from broker.codec import CodecError, LeaseRecord
 from broker.keyspace import Keyspace
 from broker.node_record import NodeRecord
 from broker.redis_conn import honour_cancellation
+from broker.tasks import cancel_and_wait
 from proxy.errors import ProxyError
 
 logger = logging.getLogger("skiff.proxy")
@@ -140,10 +141,7 @@ class Membership:
         tb: TracebackType | None,
     ) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

@@ -15,7 +15,6 @@ re-homing the same stream at once agree on one new node.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections import Counter
@@ -30,6 +29,7 @@ from broker.codec import CodecError, loads
 from broker.json_bytes import dumps
 from broker.keyspace import Keyspace
 from broker.redis_conn import honour_cancellation
+from broker.tasks import cancel_and_wait
 from proxy.errors import ProxyError
 
 Json = Any
@@ -209,10 +209,7 @@ class KeepAlive:
 
     async def __aexit__(self, *exc_info: object) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

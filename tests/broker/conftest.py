@@ -1,4 +1,5 @@
-"""Fixtures of the broker tests: a hub over the test service and an in-process HTTP client."""
+"""Fixtures of the broker tests: a hub over the test service and an in-process HTTP client; the
+test service named after the test's keyspace, a scripted leader over it and a follower's sync."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from broker import Hub, ServeConfig, create_app
-from graph import Engine
+from broker.keyspace import Keyspace
+from broker.mirror_sync import Backoff, MirrorSync
+from graph import Engine, Service
+from tests.broker.scripted_leader import ScriptedLeader
 from tests.broker.services import make_service
 
 RUN = "testrun"
@@ -53,3 +58,26 @@ async def http(hub: Hub, config: ServeConfig) -> AsyncIterator[httpx.AsyncClient
     transport = httpx.ASGITransport(app=create_app(hub, config))
     async with httpx.AsyncClient(transport=transport, base_url="http://skiff.test") as client:
         yield client
+
+
+@pytest.fixture
+def service(keyspace: Keyspace) -> Service:
+    """The test service, under the test's own keyspace."""
+    return dataclasses.replace(make_service(), name=keyspace.service)
+
+
+@pytest.fixture
+async def leader(redis_client: Redis, keyspace: Keyspace, service: Service) -> ScriptedLeader:
+    """A leader played by the test, its first epoch started."""
+    leader = ScriptedLeader(redis_client, keyspace, service)
+    await leader.start_epoch()
+    return leader
+
+
+@pytest.fixture
+def sync(redis_client: Redis, keyspace: Keyspace, service: Service) -> MirrorSync:
+    """A follower's replication loop, quick to block and to back off."""
+    return MirrorSync(
+        redis_client, keyspace, service, ServeConfig(port=0), block_ms=20,
+        backoff=Backoff(0.005, 0.05),
+    )  # fmt: skip

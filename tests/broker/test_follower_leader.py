@@ -3,7 +3,6 @@ the follower, snapshots and trims, a takeover, and a new epoch after Redis lost 
 
 from __future__ import annotations
 
-import dataclasses
 from contextlib import aclosing
 
 import httpx
@@ -18,16 +17,10 @@ from graph import Service
 from tests.broker.helpers import vote
 from tests.broker.leader_support import admin_state, candidate, leading, meta_of
 from tests.broker.polling import eventually
-from tests.broker.services import make_service
 
 pytestmark = pytest.mark.timeout(90)
 
 CONFIG = ServeConfig(port=0, heartbeat_s=0.2, shutdown_timeout_s=1)
-
-
-@pytest.fixture
-def service(keyspace: Keyspace) -> Service:
-    return dataclasses.replace(make_service(), name=keyspace.service)
 
 
 async def announced(redis: Redis, keyspace: Keyspace, node_id: str) -> bool:

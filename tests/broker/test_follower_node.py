@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -23,24 +22,11 @@ from graph import Service
 from tests.broker.helpers import vote
 from tests.broker.polling import eventually
 from tests.broker.scripted_leader import ScriptedLeader
-from tests.broker.services import make_service
 from tests.redis_server import ServerFactory
 
 pytestmark = pytest.mark.timeout(60)
 
 CONFIG = ServeConfig(port=0, heartbeat_s=0.2, shutdown_timeout_s=1)
-
-
-@pytest.fixture
-def service(keyspace: Keyspace) -> Service:
-    return dataclasses.replace(make_service(), name=keyspace.service)
-
-
-@pytest.fixture
-async def leader(redis_client: Redis, keyspace: Keyspace, service: Service) -> ScriptedLeader:
-    leader = ScriptedLeader(redis_client, keyspace, service)
-    await leader.start_epoch()
-    return leader
 
 
 @pytest.fixture

@@ -3,42 +3,18 @@ resync that keeps the SSE readers connected."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from redis.asyncio import Redis
 
-from broker import ServeConfig
 from broker.client import Init, Update
 from broker.keyspace import Keyspace
-from broker.mirror_sync import Backoff, MirrorSync
+from broker.mirror_sync import MirrorSync
 from graph import Service
 from tests.broker.follower_support import caught_up, events, reader_of, record_versions
 from tests.broker.helpers import vote
 from tests.broker.scripted_leader import ScriptedLeader, mirror_state
-from tests.broker.services import make_service
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def service(keyspace: Keyspace) -> Service:
-    return dataclasses.replace(make_service(), name=keyspace.service)
-
-
-@pytest.fixture
-async def leader(redis_client: Redis, keyspace: Keyspace, service: Service) -> ScriptedLeader:
-    leader = ScriptedLeader(redis_client, keyspace, service)
-    await leader.start_epoch()
-    return leader
-
-
-@pytest.fixture
-def sync(redis_client: Redis, keyspace: Keyspace, service: Service) -> MirrorSync:
-    return MirrorSync(
-        redis_client, keyspace, service, ServeConfig(port=0), block_ms=20,
-        backoff=Backoff(0.005, 0.05),
-    )  # fmt: skip
 
 
 @pytest.mark.parametrize("after_trim", [0, 2], ids=["stream-emptied", "entries-after-trim"])

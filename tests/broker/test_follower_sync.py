@@ -33,29 +33,8 @@ from tests.broker.follower_support import (
 )
 from tests.broker.helpers import vote
 from tests.broker.scripted_leader import ScriptedLeader, leader_state, mirror_state
-from tests.broker.services import make_service
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def service(keyspace: Keyspace) -> Service:
-    return dataclasses.replace(make_service(), name=keyspace.service)
-
-
-@pytest.fixture
-async def leader(redis_client: Redis, keyspace: Keyspace, service: Service) -> ScriptedLeader:
-    leader = ScriptedLeader(redis_client, keyspace, service)
-    await leader.start_epoch()
-    return leader
-
-
-@pytest.fixture
-def sync(redis_client: Redis, keyspace: Keyspace, service: Service) -> MirrorSync:
-    return MirrorSync(
-        redis_client, keyspace, service, ServeConfig(port=0), block_ms=20,
-        backoff=Backoff(0.005, 0.05),
-    )  # fmt: skip
 
 
 # -- bootstrap and tailing ---------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ from broker.node_record import NodeRecord
 from graph import Service
 from tests.broker.polling import eventually
 from tests.broker.scripted_leader import ScriptedLeader, now_ms
-from tests.broker.services import make_service
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -61,11 +59,6 @@ async def fake_leader() -> AsyncIterator[FakeLeader]:
     yield fake
     server.should_exit = True
     await task
-
-
-@pytest.fixture
-def service(keyspace: Keyspace) -> Service:
-    return dataclasses.replace(make_service(), name=keyspace.service)
 
 
 @pytest.fixture

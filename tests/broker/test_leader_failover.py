@@ -4,7 +4,6 @@ leader from snapshot + input log, the old leader is fenced out and steps down.""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from typing import Any
 
@@ -26,14 +25,8 @@ from tests.broker.leader_support import (
     stream_versions,
 )
 from tests.broker.polling import eventually
-from tests.broker.services import make_service
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def service(keyspace: Keyspace) -> Service:
-    return dataclasses.replace(make_service(), name=keyspace.service)
 
 
 async def test_exactly_one_of_two_candidates_leads(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from redis.asyncio import Redis
 
@@ -20,14 +18,8 @@ from tests.broker.leader_support import (
     stream_versions,
 )
 from tests.broker.polling import eventually
-from tests.broker.services import make_service
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def service(keyspace: Keyspace) -> Service:
-    return dataclasses.replace(make_service(), name=keyspace.service)
 
 
 async def test_snapshots_every_n_versions_trim_the_streams_and_rebuild_the_state(

@@ -4,7 +4,6 @@ idempotency keys, the standby's answers, and reads that never see an open tick."
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -36,15 +35,9 @@ from tests.broker.leader_support import (
     events as events_of,
 )
 from tests.broker.polling import eventually
-from tests.broker.services import make_service
 from tests.redis_server import stream_entries
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def service(keyspace: Keyspace) -> Service:
-    return dataclasses.replace(make_service(), name=keyspace.service)
 
 
 @pytest.fixture
