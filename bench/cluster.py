@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.endpoints import Endpoint
 from bench.procs import skiff, wait_ready
-from broker.embedded_redis import EmbeddedRedis, free_port
+from skiff.dev.embedded_redis import EmbeddedRedis, free_port
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from bench.endpoints import Endpoint
 from bench.procs import skiff
 from bench.report import print_table, write_json
 from bench.workloads import GROUPS
-from broker.embedded_redis import free_port
+from skiff.dev.embedded_redis import free_port
 
 
 def pct(values: list[float], q: float) -> float:

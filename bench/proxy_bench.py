@@ -49,7 +49,7 @@ from bench.fanout_bench import create_streams, fanout_curve
 from bench.http_bench import pct
 from bench.report import print_table, write_json
 from bench.subscribers import SubscriberPool
-from broker.fd_limit import raise_open_files_limit
+from broker.runtime.fd_limit import raise_open_files_limit
 
 SERVICE, NAME = "bench.workloads:items", "bench-items"
 SHARED = {"key": 0}

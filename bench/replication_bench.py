@@ -24,8 +24,8 @@ from bench.procs import skiff, wait_ready
 from bench.rawhttp import RawConnection, SseReader
 from bench.report import print_table, write_json
 from bench.workloads import item_value
-from broker.embedded_redis import EmbeddedRedis, free_port
-from broker.keyspace import Keyspace
+from broker.store.keyspace import Keyspace
+from skiff.dev.embedded_redis import EmbeddedRedis, free_port
 
 KEYS = Keyspace("bench-items")
 

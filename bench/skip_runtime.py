@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench.endpoints import Endpoint
-from broker.embedded_redis import free_port
+from skiff.dev.embedded_redis import free_port
 
 VERSION = "0.0.15"
 PACKAGES = tuple(f"@skipruntime/{name}@{VERSION}" for name in ("server", "core", "helpers", "wasm"))

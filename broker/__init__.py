@@ -1,32 +1,72 @@
-"""skiff's serving layer: the HTTP/SSE protocol of PROTOCOL.md around a graph engine."""
+"""skiff's serving layer: the HTTP/SSE protocol of docs/protocol.md around a graph engine.
 
-from broker.app import create_app
-from broker.client import Init, SkiffClient, StreamEvent, Update
-from broker.config import ServeConfig
-from broker.errors import (
-    ApiError,
-    BrokerError,
-    ClientError,
-    ConfigError,
-    DrainingError,
-    ServiceLoadError,
-    StreamDisconnectedError,
-    StreamNotFoundError,
-    StreamProtocolError,
-    UnknownStreamError,
-)
-from broker.hub import Hub
-from broker.loading import load_service
-from broker.serve import RunningNode, running, serve
-from broker.sse import new_run_id
-from broker.subscription import Subscription
+The rooms (docs/architecture.md): `store` (what lives in Redis), `http` (protocol plumbing shared
+with the proxy), `serving` (a node's HTTP app over a hub), `leader`, `follower`, `cluster` (what
+nodes know of each other) and `runtime` (process plumbing).
+
+The public names below are imported on first use: the proxy imports `broker.store` and
+`broker.http` without loading the graph engine that `serving` needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from broker.client import Init, SkiffClient, StreamEvent, Update
+    from broker.errors import (
+        BrokerError,
+        ClientError,
+        ConfigError,
+        DrainingError,
+        ServiceLoadError,
+        StreamDisconnectedError,
+        StreamNotFoundError,
+        StreamProtocolError,
+        UnknownStreamError,
+    )
+    from broker.http.errors import HttpError
+    from broker.http.sse import new_run_id
+    from broker.serving.app import create_app
+    from broker.serving.config import ServeConfig
+    from broker.serving.hub import Hub
+    from broker.serving.loading import load_service
+    from broker.serving.server import RunningNode, running, serve
+    from broker.serving.subscription import Subscription
+
+_WHERE = {
+    "BrokerError": "broker.errors",
+    "ClientError": "broker.errors",
+    "ConfigError": "broker.errors",
+    "DrainingError": "broker.errors",
+    "ServiceLoadError": "broker.errors",
+    "StreamDisconnectedError": "broker.errors",
+    "StreamNotFoundError": "broker.errors",
+    "StreamProtocolError": "broker.errors",
+    "UnknownStreamError": "broker.errors",
+    "HttpError": "broker.http.errors",
+    "Init": "broker.client",
+    "SkiffClient": "broker.client",
+    "StreamEvent": "broker.client",
+    "Update": "broker.client",
+    "new_run_id": "broker.http.sse",
+    "create_app": "broker.serving.app",
+    "ServeConfig": "broker.serving.config",
+    "Hub": "broker.serving.hub",
+    "load_service": "broker.serving.loading",
+    "RunningNode": "broker.serving.server",
+    "running": "broker.serving.server",
+    "serve": "broker.serving.server",
+    "Subscription": "broker.serving.subscription",
+}
 
 __all__ = [
-    "ApiError",
     "BrokerError",
     "ClientError",
     "ConfigError",
     "DrainingError",
+    "HttpError",
     "Hub",
     "Init",
     "RunningNode",
@@ -46,3 +86,16 @@ __all__ = [
     "running",
     "serve",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'broker' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -24,8 +24,8 @@ from broker.errors import (
     StreamNotFoundError,
     StreamProtocolError,
 )
+from broker.http.sse import SseMessage, SseParser, format_event_id, parse_event_id
 from broker.json_bytes import JsonDecodeError, dumps, loads
-from broker.sse import SseMessage, SseParser, format_event_id, parse_event_id
 
 Json = Any
 Entry = tuple[Json, list[Json]]

@@ -27,15 +27,6 @@ class DrainingError(BrokerError):
     """The node is shutting down and accepts no new streams."""
 
 
-class ApiError(BrokerError):
-    """A request the HTTP layer answers with `status` and `{"error": message}`."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 class ClientError(BrokerError):
     """A skiff server answered a client request with an error status."""
 

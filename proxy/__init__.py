@@ -7,7 +7,6 @@ proxies are stateless and several may run side by side. See proxy/app.py for the
 from proxy.app import create_app
 from proxy.config import ProxyConfig
 from proxy.errors import (
-    HttpError,
     InvalidStreamIdError,
     NodeUnavailableError,
     NoNodeError,
@@ -22,7 +21,6 @@ from proxy.server import RunningProxy, serve, serving
 __all__ = [
     "Cluster",
     "Gateway",
-    "HttpError",
     "InvalidStreamIdError",
     "Membership",
     "NoNodeError",

@@ -35,13 +35,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from broker.app import stream_read_id
-from broker.auth import bearer_matches
-from broker.bodies import read_body
-from broker.errors import ApiError
+from broker.http.auth import bearer_matches
+from broker.http.bodies import read_body
+from broker.http.errors import HttpError
 from broker.json_bytes import JsonDecodeError, loads
+from broker.serving.app import stream_read_id
 from proxy import routing
-from proxy.errors import HttpError, NodeUnavailableError, NoNodeError
+from proxy.errors import NodeUnavailableError, NoNodeError
 from proxy.gateway import Gateway
 from proxy.passthrough import StreamRelay
 from proxy.streams import Opened
@@ -79,7 +79,6 @@ def create_app(gateway: Gateway) -> Starlette:
         middleware.append(Middleware(CORSMiddleware, **cors_options))
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         HttpError: _http_error,
-        ApiError: _api_error,
         HTTPException: _starlette_error,
         500: _internal_error,
     }
@@ -132,7 +131,7 @@ class _StreamReads:
         headers = Headers(scope=scope)
         try:
             response = await self._endpoints.open_stream(stream_id, headers)
-        except (HttpError, ApiError) as err:
+        except HttpError as err:
             response = JSONResponse({"error": err.message}, status_code=err.status)
         if isinstance(response, StreamRelay):
             status = response.status
@@ -322,11 +321,6 @@ class _CountRequests:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HttpError)
-    return JSONResponse({"error": exc.message}, status_code=exc.status)
-
-
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
     return JSONResponse({"error": exc.message}, status_code=exc.status)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.keyspace import Keyspace, KeyspaceError
+from broker.store.keyspace import Keyspace, KeyspaceError
 from proxy.errors import ProxyConfigError
 
 MIB = 1024 * 1024

@@ -30,12 +30,3 @@ class NodeUnavailableError(ProxyError):
         self.node_id = node_id
         self.reason = reason
         self.reached = reached
-
-
-class HttpError(ProxyError):
-    """A request the proxy answers itself with `status` and `{"error": message}`."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message

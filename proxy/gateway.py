@@ -19,8 +19,8 @@ from typing import TypeVar
 
 from redis.asyncio import Redis
 
-from broker.keyspace import Keyspace
-from broker.redis_conn import connect
+from broker.store.connection import connect
+from broker.store.keyspace import Keyspace
 from proxy.config import ProxyConfig
 from proxy.errors import ProxyError
 from proxy.membership import Cluster, Membership, discover_service

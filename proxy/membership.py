@@ -1,11 +1,11 @@
 """Membership: the nodes of a service, as their heartbeats in Redis describe them.
 
 Every node writes its NodeRecord to `node:<id>` with a short PX expiry and scores its id in the
-`nodes` index (broker/heartbeat.py). Every `interval_s` (250 ms by default) membership reads the
-index, the records it names and the lease, in two round trips, and replaces its `Cluster` view
-whole. A node appears at its first heartbeat and disappears when its record expires (a crash:
-the TTL, 3 s) or is deleted (a clean exit): both within one poll of Redis noticing. Entries of
-the index without a record are simply not members.
+`nodes` index (broker/cluster/heartbeat.py). Every `interval_s` (250 ms by default) membership reads
+the index, the records it names and the lease, in two round trips, and replaces its `Cluster` view
+whole. A node appears at its first heartbeat and disappears when its record expires (a crash: the
+TTL, 3 s) or is deleted (a clean exit): both within one poll of Redis noticing. Entries of the index
+without a record are simply not members.
 
 When Redis cannot be read the last view is kept (nodes keep serving what they have) and
 `healthy` turns False once no poll has succeeded for `stale_after_s`.
@@ -25,11 +25,11 @@ from typing import Final
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from broker.codec import CodecError, LeaseRecord
-from broker.keyspace import Keyspace
-from broker.node_record import NodeRecord
-from broker.redis_conn import honour_cancellation
-from broker.tasks import cancel_and_wait
+from broker.runtime.tasks import cancel_and_wait
+from broker.store.codec import CodecError, LeaseRecord
+from broker.store.connection import honour_cancellation
+from broker.store.keyspace import Keyspace
+from broker.store.node_record import NodeRecord
 from proxy.errors import ProxyError
 
 logger = logging.getLogger("skiff.proxy")
@@ -50,7 +50,7 @@ class Cluster:
     def leader_id(self) -> str | None:
         if self.holder is None:
             return None
-        # broker.lease.unique_holder: the node id, then the process.
+        # broker.leader.lease.unique_holder: the node id, then the process.
         node, sep, _ = self.holder.rpartition("/")
         return node if sep else self.holder
 

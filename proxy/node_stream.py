@@ -8,9 +8,9 @@ objects and a task per read. Here a stream is an asyncio protocol on its own soc
 from the socket becomes one chunk of body bytes, as the node flushed them. Nothing above the
 transfer coding is looked at.
 
-Back-pressure: past `_PAUSE_AT` chunks not yet taken (the client reads slower than the node
-writes), the proxy stops reading the node's socket until the relay catches up; the node then
-sees a slow reader and coalesces or drops it (broker/subscription.py), as it would a direct one.
+Back-pressure: past `_PAUSE_AT` chunks not yet taken (the client reads slower than the node writes),
+the proxy stops reading the node's socket until the relay catches up; the node then sees a slow
+reader and coalesces or drops it (broker/serving/subscription.py), as it would a direct one.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Final, cast
 
 import httptools
 
-from broker.chunks import ChunkSource
+from broker.http.chunks import ChunkSource
 from proxy.errors import NodeUnavailableError
 
 _PAUSE_AT: Final = 64

@@ -5,7 +5,7 @@ removes the transfer coding) is sent on as one ASGI body message, which uvicorn 
 so an event reaches the client as soon as the node flushed it (heartbeats included).
 
 Per relay there is only the request's own task, waiting in `receive()` for the client to go
-away, while a ChunkWriter (broker/chunks.py) writes each chunk from the node socket's read
+away, while a ChunkWriter (broker/http/chunks.py) writes each chunk from the node socket's read
 callback itself. The relay ends when
 
 - the node ends the stream or its connection fails,
@@ -28,8 +28,8 @@ from typing import Final
 
 from starlette.types import Message, Receive, Scope, Send
 
-from broker.chunks import ChunkWriter
-from broker.eager_send import send_within
+from broker.http.chunks import ChunkWriter
+from broker.http.eager_send import send_within
 from proxy.node_stream import NodeStream
 
 logger = logging.getLogger("skiff.proxy")

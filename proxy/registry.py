@@ -25,11 +25,11 @@ from typing import Any, Final
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from broker.codec import CodecError, loads
 from broker.json_bytes import dumps
-from broker.keyspace import Keyspace
-from broker.redis_conn import honour_cancellation
-from broker.tasks import cancel_and_wait
+from broker.runtime.tasks import cancel_and_wait
+from broker.store.codec import CodecError, loads
+from broker.store.connection import honour_cancellation
+from broker.store.keyspace import Keyspace
 from proxy.errors import ProxyError
 
 Json = Any

@@ -25,7 +25,7 @@ from collections import defaultdict, deque
 from collections.abc import Collection, Mapping
 from typing import Final
 
-from broker.node_record import NodeRecord
+from broker.store.node_record import NodeRecord
 from proxy.errors import NoNodeError
 from proxy.membership import Cluster
 from proxy.stream_ids import can_host

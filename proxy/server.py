@@ -21,7 +21,7 @@ from types import FrameType
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from broker.redis_conn import redacted
+from broker.store.connection import redacted
 from proxy.app import create_app
 from proxy.config import ProxyConfig
 from proxy.errors import ProxyError

@@ -1,6 +1,6 @@
 """The cluster status behind the proxy's `/_skiff/` page: one JSON document, read every second.
 
-The replication state comes from `broker.inspect.read_cluster` (what `skiff inspect` prints:
+The replication state comes from `broker.cluster.inspect.read_cluster` (what `skiff inspect` prints:
 leader and term, epoch, head, every node's applied version and lag). The proxy adds what only it
 knows (its membership view: streams, capacity, draining) and what only the nodes know (live
 resource instances and readers, scraped from each serving node's `/metrics`).
@@ -21,9 +21,9 @@ from typing import Any, Final
 from redis.exceptions import RedisError
 from sse_starlette import ServerSentEvent
 
-from broker.inspect import ClusterView, read_cluster
+from broker.cluster.inspect import ClusterView, read_cluster
 from broker.json_bytes import dumps
-from broker.node_record import NodeRecord
+from broker.store.node_record import NodeRecord
 from proxy.errors import NodeUnavailableError
 from proxy.gateway import Gateway
 from proxy.routing import serving

@@ -25,11 +25,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+from broker.http.errors import HttpError
+from broker.http.sse import parse_event_id
 from broker.json_bytes import dumps
-from broker.node_record import NodeRecord
-from broker.sse import parse_event_id
+from broker.store.node_record import NodeRecord
 from proxy import routing, stream_ids
-from proxy.errors import HttpError, InvalidStreamIdError, NodeUnavailableError, NoNodeError
+from proxy.errors import InvalidStreamIdError, NodeUnavailableError, NoNodeError
 from proxy.membership import Membership
 from proxy.metrics import ProxyMetrics
 from proxy.node_stream import NodeStream

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from broker.node_record import NodeRecord
+from broker.store.node_record import NodeRecord
 from proxy.errors import NodeUnavailableError
 from proxy.node_stream import NodeStream
 

@@ -60,7 +60,7 @@ class _Pages:
     async def events(self, request: Request) -> EventSourceResponse:
         # A handful of operators' pages, not the resource streams' hot path: sse-starlette's
         # general response (its own disconnect watch, send timeout and keep-alive comments)
-        # fits here; broker/stream_response.py explains why resource streams use bare ASGI.
+        # fits here; broker/serving/stream_response.py explains why resource streams use bare ASGI.
         return EventSourceResponse(
             self._source.events(),
             headers={**_NO_CACHE, "X-Accel-Buffering": "no"},

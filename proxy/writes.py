@@ -19,9 +19,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from broker.node_record import NodeRecord
+from broker.http.errors import HttpError
+from broker.store.node_record import NodeRecord
 from proxy import routing
-from proxy.errors import HttpError, NodeUnavailableError, NoNodeError
+from proxy.errors import NodeUnavailableError, NoNodeError
 from proxy.membership import Cluster, Membership
 from proxy.metrics import ProxyMetrics
 from proxy.upstream import Reply, Upstream, segment

@@ -1,4 +1,4 @@
-"""Real Redis for the tests (see tests/redis_server.py for where it comes from).
+"""Real Redis for the tests (see tests/support/redis_server.py for where it comes from).
 
 Fixtures:
 - `redis_target` (session, parametrised `local` / `docker`): the server the suite runs against.
@@ -12,7 +12,7 @@ Fixtures:
   to a clean database: flushed first when the session owns the server; the test's `keyspace`
   keys are deleted afterwards in every case.
 - `redis_server_factory` (function): `await redis_server_factory(appendonly=True,
-  appendfsync="always")` starts a private server (broker.embedded_redis.EmbeddedRedis) that the
+  appendfsync="always")` starts a private server (skiff.dev.embedded_redis.EmbeddedRedis) that the
   test may stop/start (same port and directory), kill, or FLUSHALL; all stopped at teardown.
 """
 
@@ -27,8 +27,14 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from broker.keyspace import Keyspace
-from tests.redis_server import RedisTarget, ServerFactory, Skip, container_target, local_target
+from broker.store.keyspace import Keyspace
+from tests.support.redis_server import (
+    RedisTarget,
+    ServerFactory,
+    Skip,
+    container_target,
+    local_target,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -12,11 +12,11 @@ import pytest
 from redis.asyncio import Redis
 
 from broker import Hub, ServeConfig, create_app
-from broker.keyspace import Keyspace
-from broker.mirror_sync import Backoff, MirrorSync
+from broker.follower.sync import Backoff, MirrorSync
+from broker.store.keyspace import Keyspace
 from graph import Engine, Service
-from tests.broker.scripted_leader import ScriptedLeader
-from tests.broker.services import make_service
+from tests.support.scripted_leader import ScriptedLeader
+from tests.support.services import make_service
 
 RUN = "testrun"
 

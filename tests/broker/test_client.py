@@ -22,7 +22,7 @@ from broker import (
     create_app,
 )
 from broker.client import decode_event
-from broker.sse import HEARTBEAT, SseMessage, encode_event
+from broker.http.sse import HEARTBEAT, SseMessage, encode_event
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -11,11 +11,11 @@ pytestmark = pytest.mark.timeout(10)
 
 def test_all_is_pinned() -> None:
     assert sorted(broker.__all__) == [
-        "ApiError",
         "BrokerError",
         "ClientError",
         "ConfigError",
         "DrainingError",
+        "HttpError",
         "Hub",
         "Init",
         "RunningNode",

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from broker.embedded_redis import EmbeddedRedis
+from skiff.dev.embedded_redis import EmbeddedRedis
 from tests.chaos.clients import PARAMS, RESOURCE, ReaderLog, WriterLog, reader, writer
 from tests.chaos.faultproxy import FaultLink
 from tests.cluster.harness import Cluster, Proc

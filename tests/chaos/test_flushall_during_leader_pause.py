@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from tests.cluster.harness import Cluster
 from tests.cluster.writers import WriteLog, check_no_write_lost, vote_counts, write_votes
-from tests.redis_server import ServerFactory
+from tests.support.redis_server import ServerFactory
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from broker.embedded_redis import free_port
+from skiff.dev.embedded_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SKIFF = str(Path(sys.executable).parent / "skiff")

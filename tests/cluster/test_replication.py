@@ -14,11 +14,11 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from broker.keyspace import Keyspace
+from broker.store.keyspace import Keyspace
 from tests.cluster.harness import Cluster
 from tests.cluster.services import service
 from tests.cluster.writers import WriteLog, check_no_write_lost, vote_counts, write_votes
-from tests.redis_server import ServerFactory
+from tests.support.redis_server import ServerFactory
 
 pytestmark = pytest.mark.timeout(150)
 

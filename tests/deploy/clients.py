@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 
 from broker.client import Init, decode_event
+from broker.http.sse import SseParser
 from broker.json_bytes import dumps, loads
-from broker.sse import SseParser
 from examples.hackernews import SEED_POSTS, SEED_UPVOTES, SEED_USERS
 
 # A connection silent for this long is dead (nodes send a heartbeat every 30 s by default), as

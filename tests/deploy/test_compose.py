@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.embedded_redis import free_port
+from skiff.dev.embedded_redis import free_port
 from tests.deploy.clients import Watcher, Writer, proxy_snapshot
 from tests.deploy.compose_project import ComposeProject, podman_compose_command
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from broker.cli import build_parser
+from skiff.cli import build_parser
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -210,4 +210,4 @@ def test_dockerignore_sends_only_what_the_image_needs() -> None:
     ]
     assert lines[0] == "*"
     kept = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert kept == {"pyproject.toml", "README.md", "graph", "broker", "proxy", "examples"}
+    assert kept == {"pyproject.toml", "README.md", "graph", "broker", "proxy", "skiff", "examples"}

@@ -19,7 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from broker.cli import build_parser
+from skiff.cli import build_parser
 from tests.deploy import kustomize
 from tests.deploy.kustomize import Resource
 

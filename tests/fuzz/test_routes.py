@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.embedded_redis import EmbeddedRedis
+from skiff.dev.embedded_redis import EmbeddedRedis
 from tests.cluster.harness import Cluster, Proc
 
 pytestmark = pytest.mark.timeout(600)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from broker.keyspace import Keyspace
+from broker.store.keyspace import Keyspace
 from proxy import ProxyConfig, RunningProxy
 from tests.proxy.nodes import TestNode, node_factory, proxy_config, running_proxy
 

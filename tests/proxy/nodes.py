@@ -1,6 +1,6 @@
 """In-process nodes and proxies for the proxy tests, on real sockets and a real Redis.
 
-A `TestNode` is a single-node hub (tests/broker/services.py) served by uvicorn on 127.0.0.1 and
+A `TestNode` is a single-node hub (tests/support/services.py) served by uvicorn on 127.0.0.1 and
 announced in Redis with NodeRecords, as a follower or a leader would be. Its heartbeat is
 driven here, so a test can make the node vanish like a crash (`crash()`: the server stops, the
 record is left to expire) or leave cleanly (`stop()`: deregistered at once).
@@ -18,15 +18,15 @@ from typing import Any
 from redis.asyncio import Redis
 
 from broker import Hub, RunningNode, ServeConfig
-from broker.heartbeat import Heartbeat, now_ms
-from broker.keyspace import Keyspace
-from broker.node_record import NodeRecord, NodeRole
-from broker.redis_conn import honour_cancellation
-from broker.serve import serving
+from broker.cluster.heartbeat import Heartbeat, now_ms
+from broker.serving.server import serving
+from broker.store.connection import honour_cancellation
+from broker.store.keyspace import Keyspace
+from broker.store.node_record import NodeRecord, NodeRole
 from graph import Engine
 from proxy import ProxyConfig, RunningProxy
 from proxy import serving as proxy_serving
-from tests.broker.services import make_service
+from tests.support.services import make_service
 
 RUN = "run-1"
 BEAT_S = 0.05

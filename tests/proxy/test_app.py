@@ -10,14 +10,14 @@ import pytest
 from redis.asyncio import Redis
 
 from broker.client import SkiffClient
-from broker.codec import LeaseRecord
-from broker.keyspace import Keyspace
+from broker.store.codec import LeaseRecord
+from broker.store.keyspace import Keyspace
 from proxy import RunningProxy
 from proxy.registry import StreamRecord
 from proxy.stream_ids import mint, parse
-from tests.broker.helpers import vote
 from tests.proxy.conftest import StartNode
 from tests.proxy.nodes import proxy_config, running_proxy
+from tests.support.helpers import vote
 
 pytestmark = pytest.mark.timeout(20)
 

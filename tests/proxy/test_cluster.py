@@ -17,12 +17,12 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from broker.client import Init, SkiffClient
-from broker.keyspace import Keyspace
+from broker.store.keyspace import Keyspace
 from proxy.stream_ids import parse
 from tests.cluster.harness import Cluster, Proc
 from tests.cluster.services import service
 from tests.cluster.writers import WriteLog, check_no_write_lost, vote_counts, write_votes
-from tests.redis_server import ServerFactory
+from tests.support.redis_server import ServerFactory
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 

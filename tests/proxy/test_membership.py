@@ -8,14 +8,14 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from broker.codec import LeaseRecord
-from broker.heartbeat import Heartbeat
-from broker.keyspace import Keyspace
-from broker.node_record import NodeRecord
-from broker.redis_conn import connect
+from broker.cluster.heartbeat import Heartbeat
+from broker.store.codec import LeaseRecord
+from broker.store.connection import connect
+from broker.store.keyspace import Keyspace
+from broker.store.node_record import NodeRecord
 from proxy import Cluster, Membership, ProxyError
 from proxy.membership import discover_service
-from tests.redis_server import ServerFactory
+from tests.support.redis_server import ServerFactory
 
 pytestmark = pytest.mark.timeout(20)
 

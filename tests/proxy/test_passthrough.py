@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from broker.node_record import NodeRecord
+from broker.store.node_record import NodeRecord
 from proxy.errors import NodeUnavailableError
 from proxy.node_stream import NodeStream
 from proxy.passthrough import RelayBoard, StreamRelay

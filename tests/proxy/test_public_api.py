@@ -9,7 +9,6 @@ def test_public_api() -> None:
     assert proxy.__all__ == [
         "Cluster",
         "Gateway",
-        "HttpError",
         "InvalidStreamIdError",
         "Membership",
         "NoNodeError",
@@ -29,6 +28,6 @@ def test_public_api() -> None:
 
 
 def test_one_exception_root() -> None:
-    for name in ("HttpError", "InvalidStreamIdError", "NoNodeError", "NodeUnavailableError",
+    for name in ("InvalidStreamIdError", "NoNodeError", "NodeUnavailableError",
                  "ProxyConfigError"):  # fmt: skip
         assert issubclass(getattr(proxy, name), proxy.ProxyError)

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from broker.keyspace import Keyspace
-from broker.redis_conn import connect
+from broker.store.connection import connect
+from broker.store.keyspace import Keyspace
 from proxy.registry import (
     KeepAlive,
     RegistryError,
@@ -16,8 +16,8 @@ from proxy.registry import (
     StreamRegistry,
     instance_digest,
 )
-from tests.broker.polling import eventually
-from tests.redis_server import ServerFactory
+from tests.support.polling import eventually
+from tests.support.redis_server import ServerFactory
 
 pytestmark = pytest.mark.timeout(20)
 

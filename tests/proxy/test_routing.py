@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from broker.node_record import NodeRecord
+from broker.store.node_record import NodeRecord
 from proxy import Cluster, NoNodeError
 from proxy.routing import (
     PlacementLedger,

@@ -9,13 +9,13 @@ import pytest
 from redis.asyncio import Redis
 
 from broker import ServeConfig
-from broker.codec import LeaseRecord
-from broker.keyspace import Keyspace
+from broker.store.codec import LeaseRecord
+from broker.store.keyspace import Keyspace
 from proxy import ProxyConfig, RunningProxy
 from proxy.stream_ids import mint
-from tests.broker.helpers import vote
 from tests.proxy.conftest import StartNode
 from tests.proxy.nodes import TestNode, proxy_config, running_proxy
+from tests.support.helpers import vote
 
 pytestmark = pytest.mark.timeout(20)
 

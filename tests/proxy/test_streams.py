@@ -9,14 +9,14 @@ import pytest
 from redis.asyncio import Redis
 
 from broker.client import Init, SkiffClient, Update
-from broker.keyspace import Keyspace
+from broker.store.keyspace import Keyspace
 from proxy import RunningProxy
 from proxy.registry import StreamRecord
 from proxy.stream_ids import parse
-from tests.broker.helpers import vote
-from tests.broker.polling import eventually
 from tests.proxy.conftest import StartNode
 from tests.proxy.nodes import proxy_config, running_proxy
+from tests.support.helpers import vote
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from broker.json_bytes import loads
-from broker.keyspace import Keyspace
+from broker.store.keyspace import Keyspace
 from proxy import RunningProxy
 from tests.proxy.conftest import StartNode
 from tests.proxy.nodes import proxy_config, running_proxy

@@ -9,13 +9,13 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from broker.codec import LeaseRecord
-from broker.heartbeat import Heartbeat
-from broker.keyspace import Keyspace
-from broker.node_record import NodeRecord
+from broker.cluster.heartbeat import Heartbeat
+from broker.store.codec import LeaseRecord
+from broker.store.keyspace import Keyspace
+from broker.store.node_record import NodeRecord
 from proxy import RunningProxy
-from tests.broker.helpers import vote
 from tests.proxy.conftest import StartNode
+from tests.support.helpers import vote
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.cluster.harness import SKIFF, Cluster
 from tests.cluster.writers import WriteLog, vote_counts, write_votes
-from tests.redis_server import ServerFactory
+from tests.support.redis_server import ServerFactory
 
 pytestmark = pytest.mark.timeout(120)
 

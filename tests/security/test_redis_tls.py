@@ -12,8 +12,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.cluster.harness import Cluster
 from tests.cluster.writers import WriteLog, vote_counts, write_votes
-from tests.redis_server import ServerFactory
 from tests.security.tls_terminator import TlsTerminator, self_signed
+from tests.support.redis_server import ServerFactory
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,7 +7,7 @@ import hmac
 
 import pytest
 
-from broker import auth
+from broker.http import auth
 
 TOKEN = b"s3cret-token"
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from broker.embedded_redis import EmbeddedRedis
+from skiff.dev.embedded_redis import EmbeddedRedis
 from tests.chaos.scenario import metric
 from tests.cluster.harness import Cluster, Proc
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from broker.embedded_redis import free_port
+from skiff.dev.embedded_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "web"
@@ -43,7 +43,7 @@ class WebCluster:
     def start(self, timeout_s: float = 60) -> None:
         log = self._open_log(self._dev_log)
         self._dev = subprocess.Popen(
-            [sys.executable, "-m", "broker", "dev", SERVICE, "--followers", "0",
+            [sys.executable, "-m", "skiff", "dev", SERVICE, "--followers", "0",
              "--port", str(self.port), "--log-level", "warning"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
         )  # fmt: skip
@@ -85,7 +85,7 @@ class WebCluster:
     def start_follower(self, name: str) -> None:
         log = self._open_log(ARTIFACTS / f"{name}.log", append=name in self.followers)
         self.followers[name] = subprocess.Popen(
-            [sys.executable, "-m", "broker", "follower", SERVICE, "--node-id", name,
+            [sys.executable, "-m", "skiff", "follower", SERVICE, "--node-id", name,
              "--port", str(free_port()), "--host", "127.0.0.1", "--redis", self.redis_url,
              "--log-level", "warning"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,

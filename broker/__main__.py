@@ -1,5 +1,0 @@
-"""`python -m broker` is `skiff`."""
-
-from broker.cli import main
-
-raise SystemExit(main())

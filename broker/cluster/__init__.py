@@ -1,0 +1,1 @@
+"""What nodes know of each other: heartbeats, the leader locator, inspect."""

@@ -1,0 +1,1 @@
+"""The follower role: the mirror, its replication loop, write forwarding."""

@@ -1,0 +1,174 @@
+"""Writes on a follower: forwarded to the leader, its answer returned unchanged.
+
+The leader is the holder of the lease (`<term>:<node id>/<pid>-<random>`); its heartbeat record
+(`node:<node id>`) gives the URL it advertises. The request body is passed through as bytes, with
+`Content-Type`, `Idempotency-Key` and `Authorization`; the leader's status, body and content type
+come back as they are. With no lease holder, or a holder that announced no URL, the follower
+answers 503 `{"error": "no leader"}` (with the holder's id when there is one).
+
+A request that never reached the leader (connection refused: it just died) is retried once
+against the new lease holder, if the lease moved; one that may have reached it (a timeout, a
+connection cut mid-reply) is not, since the write may have been applied: the client decides,
+and retrying with the same Idempotency-Key is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import quote
+
+import httpx
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from broker.http.auth import bearer_matches
+from broker.http.bodies import read_body
+from broker.http.errors import HttpError
+from broker.serving.config import ServeConfig
+from broker.store.codec import CodecError, LeaseRecord
+from broker.store.keyspace import Keyspace
+from broker.store.node_record import NodeRecord
+
+logger = logging.getLogger("skiff.broker")
+
+#: How long a forwarded write may take (the leader makes it durable in Redis first).
+FORWARD_TIMEOUT_S: Final = 10.0
+#: How long a located leader is trusted before the lease is read again.
+LEADER_CACHE_S: Final = 1.0
+#: Marks a forwarded request, so a misrouted one is never forwarded twice.
+FORWARDED_HEADER: Final = "x-skiff-forwarded-by"
+_PASSED_HEADERS: Final = ("content-type", "idempotency-key", "authorization")
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderAddress:
+    node_id: str
+    term: int
+    url: str | None
+
+
+def holder_node(holder: str) -> str:
+    """The node id in a lease holder name `<node id>/<pid>-<random>` (lease.unique_holder)."""
+    node, sep, _ = holder.rpartition("/")
+    return node if sep else holder
+
+
+class LeaderLocator:
+    """Finds the current leader's URL: the lease holder, then its heartbeat record."""
+
+    def __init__(self, redis: Redis, keyspace: Keyspace, *, cache_s: float = LEADER_CACHE_S):
+        self._redis = redis
+        self._keys = keyspace
+        self._cache_s = cache_s
+        self._cached: tuple[float, LeaderAddress] | None = None
+
+    async def leader(self) -> LeaderAddress | None:
+        """The leader, or None when no lease is held. Raises redis errors."""
+        cached = self._cached
+        if cached is not None and time.monotonic() - cached[0] < self._cache_s:
+            return cached[1]
+        raw = await self._redis.get(self._keys.lease)
+        if raw is None:
+            return None
+        lease = LeaseRecord.decode(raw)
+        node_id = holder_node(lease.holder)
+        record_raw: Any = await self._redis.get(self._keys.node(node_id))
+        url = None
+        if record_raw is not None:
+            try:
+                url = NodeRecord.decode(record_raw).url
+            except CodecError:
+                url = None
+        address = LeaderAddress(node_id, lease.token, url)
+        if url is not None:
+            self._cached = (time.monotonic(), address)
+        return address
+
+    def forget(self) -> None:
+        self._cached = None
+
+
+class WriteForwarder:
+    """Sends one write to the leader and hands its answer back."""
+
+    def __init__(self, locator: LeaderLocator, client: httpx.AsyncClient, node_id: str) -> None:
+        self._locator = locator
+        self._client = client
+        self._node_id = node_id
+
+    async def forward(self, path: str, body: bytes, headers: Mapping[str, str]) -> Response:
+        passed = {name: headers[name] for name in _PASSED_HEADERS if name in headers}
+        passed[FORWARDED_HEADER] = self._node_id
+        tried: str | None = None
+        for _ in range(2):
+            leader = await self._leader()
+            if leader.url is None or leader.url == tried:
+                break
+            try:
+                reply = await self._client.patch(
+                    leader.url.rstrip("/") + path, content=body, headers=passed
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as err:
+                # Nothing was sent: safe to try the new lease holder, if the lease moved.
+                logger.info(
+                    "leader %s at %s refused the write: %s", leader.node_id, leader.url, err
+                )
+                self._locator.forget()
+                tried = leader.url
+                continue
+            except httpx.HTTPError as err:
+                self._locator.forget()
+                raise HttpError(
+                    503,
+                    f"leader {leader.node_id} at {leader.url} did not answer ({err!r}): the write "
+                    "may or may not be applied; retry it with the same Idempotency-Key",
+                ) from err
+            if reply.status_code == 503:
+                self._locator.forget()
+            return Response(
+                reply.content,
+                status_code=reply.status_code,
+                media_type=reply.headers.get("content-type"),
+            )
+        if tried is not None:
+            raise HttpError(503, f"leader {leader.node_id} at {tried} is unreachable")
+        raise HttpError(503, f"no leader: {leader.node_id} has no known address")
+
+    async def _leader(self) -> LeaderAddress:
+        try:
+            leader = await self._locator.leader()
+        except (redis_errors.RedisError, OSError, CodecError) as err:
+            raise HttpError(503, f"no leader: cannot read the lease ({err})") from err
+        if leader is None:
+            raise HttpError(503, "no leader")
+        return leader
+
+
+def forwarding_route(
+    forwarder: WriteForwarder, config: ServeConfig, input_names: tuple[str, ...]
+) -> Route:
+    """`PATCH /v1/inputs/{collection}` of a follower: checked like a local write (401, 404,
+    413), then forwarded. Listed before the app's own route, it takes its place."""
+    token = None if config.control_token is None else config.control_token.encode()
+
+    async def patch_input(request: Request) -> Response:
+        given = request.headers.get("authorization", "")
+        if token is not None and not bearer_matches(given, token):
+            raise HttpError(401, "missing or invalid control token")
+        collection = request.path_params["collection"]
+        if collection not in input_names:
+            raise HttpError(404, f"unknown input collection {collection!r}")
+        if FORWARDED_HEADER in request.headers:
+            raise HttpError(503, "no leader: this node is a follower and the write was forwarded")
+        body = await read_body(request, config.max_body_bytes)
+        return await forwarder.forward(f"/v1/inputs/{quote(collection, safe='')}", body,
+                                       request.headers)  # fmt: skip
+
+    return Route("/v1/inputs/{collection}", patch_input, methods=["PATCH"])

@@ -1,0 +1,1 @@
+"""HTTP/SSE plumbing shared by nodes and the proxy (no Redis, no graph)."""

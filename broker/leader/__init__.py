@@ -1,0 +1,1 @@
+"""The leader role: campaign, lease, leadership, snapshots, rebuild."""

@@ -1,0 +1,281 @@
+"""Campaigning for the leader lease, and keeping it.
+
+A candidate polls `LeaderLease.acquire` about four times per TTL. Once it wins, it takes office
+(a new keyspace, or a rebuild from snapshot + input log) while a background task keeps renewing
+the lease, since a rebuild may outlast one TTL. A leader renews about three times per TTL and,
+after each renewal, checks that the keyspace is still its own (meta epoch and head).
+
+When a renewal is refused, the leader stops writing at once and looks at the lease: held by
+another node -> its state is not authoritative any more and it steps down; held by nobody (it
+expired during a pause or an outage, or Redis lost its data) -> it takes the lease again and
+reconciles, which republishes the state under a new epoch when Redis lost it.
+
+A candidate that finds no keyspace does not create one at once: after a FLUSHALL the live
+leader must republish its state first, not be beaten by a standby starting from scratch. It
+waits `fresh_start_grace_s` and as long as another node's heartbeat says it leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis import exceptions as redis_errors
+
+from broker.errors import BrokerError
+from broker.leader.config import LeaderContext
+from broker.leader.leadership import Leadership, LeadershipLost
+from broker.leader.lease import LeaderLease, LeaseHolder
+from broker.leader.rebuild import RebuildError, rebuild
+from broker.runtime.gc_pause import gc_paused
+from broker.store.codec import CodecError, LeaseRecord
+from broker.store.connection import honour_cancellation
+from broker.store.fenced import read_meta
+from broker.store.node_record import NodeRecord
+from broker.store.scripts import RedisCallError
+from graph import Engine, Service
+
+logger = logging.getLogger("skiff.broker")
+
+
+class LeaseLostError(BrokerError):
+    """The lease was renewed in vain while taking office."""
+
+
+@dataclass
+class CandidateStatus:
+    """What a candidate reports while it does not lead."""
+
+    state: str = "standby"
+    redis_ok: bool = True
+    holder: LeaseRecord | None = None
+    # The highest head version this candidate has seen in the keyspace: above 0 means
+    # acknowledged writes existed, so a vanished keyspace is data loss, not a first start.
+    seen_head: int = 0
+
+
+class Backoff:
+    """Capped exponential delays: 0.1 s, 0.2 s, ... up to `cap`."""
+
+    def __init__(self, first: float = 0.1, cap: float = 2.0) -> None:
+        self._first = first
+        self._cap = cap
+        self._next = first
+
+    def next(self) -> float:
+        delay, self._next = self._next, min(self._next * 2, self._cap)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self._first
+
+
+async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateStatus) -> Leadership:
+    """Campaign until this candidate holds the lease and its state (runs until cancelled)."""
+    config = ctx.config
+    backoff = Backoff(cap=config.acquire_interval_s * 2)
+    missing_since: float | None = None
+    warned = False
+    while True:
+        # redis-py on 3.11 can swallow a cancel that lands mid-command (see redis_conn).
+        honour_cancellation()
+        try:
+            meta = await read_meta(ctx.redis, ctx.keyspace)
+            if meta is None:
+                now = time.monotonic()
+                missing_since = missing_since or now
+                lost = status.seen_head > 0 or await _state_elsewhere(ctx)
+                wait = config.data_loss_wait_s if lost else config.fresh_start_grace_s
+                remaining = missing_since + wait - now
+                if remaining > 0 or await _leader_alive_elsewhere(ctx):
+                    if lost and not warned:
+                        warned = True
+                        logger.warning(
+                            "%s: the keyspace vanished but writes existed; waiting up to %.0f s "
+                            "for the node holding the state to republish it",
+                            config.node_id,
+                            config.data_loss_wait_s,
+                        )
+                    status.redis_ok = True
+                    await asyncio.sleep(min(config.acquire_interval_s, max(remaining, 0.05)))
+                    continue
+                if lost:
+                    logger.error(
+                        "%s: Redis lost the keyspace and no node republished it within %.0f s: "
+                        "starting an empty epoch; writes acknowledged before are lost",
+                        config.node_id,
+                        config.data_loss_wait_s,
+                    )
+            else:
+                missing_since, warned = None, False
+                status.seen_head = max(status.seen_head, meta.head)
+            won = await lease.acquire()
+            status.redis_ok = True
+            backoff.reset()
+        except RedisCallError as err:
+            ctx.metrics.redis_errors.inc()
+            status.redis_ok = False
+            logger.debug("campaign of %s: %s", config.node_id, err)
+            await asyncio.sleep(backoff.next())
+            continue
+        if isinstance(won, LeaseHolder):
+            status.holder = won.record
+            await asyncio.sleep(config.acquire_interval_s)
+            continue
+        status.state = "taking office"
+        try:
+            return await _take_office(ctx, lease, won)
+        except BrokerError as err:
+            # RebuildError, LeaseLostError, LeadershipLost, RedisCallError, FencedError, ...
+            logger.warning("%s could not take office: %s", config.node_id, err)
+            await _release(lease, won)
+        except BaseException:
+            await _release(lease, won)
+            raise
+        finally:
+            status.state = "standby"
+        await asyncio.sleep(config.acquire_interval_s)
+
+
+async def keep_lease(ctx: LeaderContext, lead: Leadership, lease: LeaderLease) -> str:
+    """Renew the lease of `lead` until it must step down; returns why."""
+    config = ctx.config
+    backoff = Backoff(first=0.05, cap=config.renew_interval_s)
+    last_renewal = time.monotonic()
+    delay = config.renew_interval_s
+    while lead.lost is None:
+        try:
+            await asyncio.wait_for(lead.trouble.wait(), timeout=delay)
+        except TimeoutError:
+            pass
+        lead.trouble.clear()
+        if lead.lost is not None:
+            break
+        honour_cancellation()
+        try:
+            if await lease.renew(lead.writer.lease):
+                last_renewal = time.monotonic()
+                lead.redis_up()
+                if lead.writable and not lead.needs_sync:
+                    # A write in flight checks the epoch itself (the append script does), and
+                    # renewals must never wait behind a long one (a republish, a catch-up).
+                    if not lead.lock.locked():
+                        await lead.check_meta()
+                else:
+                    await lead.resume(lead.writer.lease)
+            else:
+                lead.lease_trouble("the lease was not renewed")
+                holder = await lease.current()
+                won = await lease.acquire() if holder is None else holder
+                if isinstance(won, LeaseHolder):
+                    lead.lose(f"the lease is held by {won.record.holder}")
+                    break
+                logger.info("%s took the lease again (term %d)", config.node_id, won.token)
+                await lead.resume(won)
+                last_renewal = time.monotonic()
+            backoff.reset()
+            delay = config.renew_interval_s
+        except RedisCallError as err:
+            ctx.metrics.redis_errors.inc()
+            lead.redis_ok = False
+            if time.monotonic() - last_renewal > config.lease_ttl_s:
+                lead.lease_trouble("the lease expired while Redis was unreachable")
+                # lease_trouble wakes the keeper (this loop): without clearing, the next wait
+                # would return at once and a Redis outage would spin the CPU.
+                lead.trouble.clear()
+            delay = backoff.next()
+            logger.debug("renewal of %s failed: %s", config.node_id, err)
+        except LeadershipLost:
+            break
+        except BrokerError as err:
+            # FencedError (the lease moved under a republish), a snapshot that expired, ...
+            lead.lease_trouble(str(err))
+            lead.trouble.clear()
+            delay = backoff.next()
+    return lead.lost or "stepped down"
+
+
+async def _take_office(ctx: LeaderContext, lease: LeaderLease, record: LeaseRecord) -> Leadership:
+    renewer = asyncio.create_task(_renew_forever(lease, record, ctx.config.renew_interval_s))
+    office = asyncio.create_task(_office(ctx, record))
+    try:
+        await asyncio.wait({renewer, office}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (renewer, office):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(renewer, office, return_exceptions=True)
+    if office.cancelled():
+        renewer.result()  # raises what stopped the renewals
+        raise LeaseLostError("the lease was lost while taking office")
+    return office.result()
+
+
+async def _office(ctx: LeaderContext, record: LeaseRecord) -> Leadership:
+    """The state of a candidate that just won `record`: a new keyspace, or rebuilt."""
+    meta = await read_meta(ctx.redis, ctx.keyspace)
+    if meta is None:
+        # Building a large initial state takes seconds of CPU: off the event loop, so the
+        # renewals keep the lease meanwhile.
+        engine = await asyncio.to_thread(_build, ctx.service)
+        lead = Leadership(ctx, engine, "", record, 0)
+        async with lead.lock:
+            await lead.new_epoch(None)
+        return lead
+    if meta.service != ctx.service.name:
+        raise RebuildError(f"the keyspace belongs to service {meta.service!r}")
+    engine = await rebuild(ctx.redis, ctx.keyspace, ctx.service, meta)
+    return Leadership(ctx, engine, meta.epoch, record, meta.snapshot)
+
+
+def _build(service: Service) -> Engine:
+    with gc_paused():
+        return Engine.for_service(service)
+
+
+async def _renew_forever(lease: LeaderLease, record: LeaseRecord, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        honour_cancellation()
+        if not await lease.renew(record):
+            raise LeaseLostError("the lease was lost while taking office")
+
+
+async def _release(lease: LeaderLease, record: LeaseRecord) -> None:
+    try:
+        await lease.release(record)
+    except RedisCallError as err:
+        logger.debug("releasing the lease failed: %s", err)
+
+
+async def _state_elsewhere(ctx: LeaderContext) -> bool:
+    """Whether another node reports state past version 0 (acknowledged writes existed)."""
+    return any(r.applied > 0 or r.role == "leader" for r in await _other_records(ctx))
+
+
+async def _leader_alive_elsewhere(ctx: LeaderContext) -> bool:
+    """Whether another node's heartbeat says it leads (it holds state Redis may have lost)."""
+    return any(r.role == "leader" for r in await _other_records(ctx))
+
+
+async def _other_records(ctx: LeaderContext) -> list[NodeRecord]:
+    """The live heartbeat records of the other nodes of the service."""
+    keys = ctx.keyspace
+    try:
+        ids: list[Any] = await ctx.redis.zrange(keys.nodes, 0, -1)
+        others = [i.decode() for i in ids if i.decode() != ctx.config.node_id]
+        raw: list[Any] = await ctx.redis.mget([keys.node(i) for i in others]) if others else []
+    except redis_errors.RedisError as err:
+        raise RedisCallError.wrap("reading node records", err) from err
+    records = []
+    for item in raw:
+        if item is None:
+            continue
+        try:
+            records.append(NodeRecord.decode(item))
+        except CodecError:
+            continue
+    return records

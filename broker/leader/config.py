@@ -1,0 +1,74 @@
+"""LeaderConfig: how a leader candidate campaigns, snapshots and announces itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from broker.errors import ConfigError
+from broker.serving.metrics import NodeMetrics
+from broker.store.keyspace import Keyspace
+from graph import Service
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderConfig:
+    """`lease_ttl_s`: how long the lease outlives its holder's last renewal (a crashed leader
+    is replaced within about this long). A snapshot is written every `snapshot_every` versions,
+    or `snapshot_interval_s` seconds after the previous one when the version moved. A candidate
+    that finds no keyspace waits `fresh_start_grace_s` before creating one, so a live leader
+    whose Redis lost its data (FLUSHALL) republishes its state first. When the candidate has
+    evidence that acknowledged writes existed (it saw a head above 0, or a node reports an
+    applied version above 0), it waits `data_loss_wait_s` instead for the node holding that
+    state to republish, and only then starts empty, logging the loss as an error."""
+
+    node_id: str
+    advertise_url: str | None = None
+    lease_ttl_s: float = 3.0
+    snapshot_every: int = 1000
+    snapshot_interval_s: float = 60.0
+    chunk_size: int = 2000
+    fresh_start_grace_s: float = 1.5
+    data_loss_wait_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.node_id:
+            raise ConfigError("node id must not be empty")
+        if not 0.1 <= self.lease_ttl_s <= 600:
+            raise ConfigError(f"lease ttl must be within 0.1..600 s, got {self.lease_ttl_s}")
+        if self.snapshot_every < 1:
+            raise ConfigError(f"snapshot every must be >= 1 version, got {self.snapshot_every}")
+        if self.snapshot_interval_s <= 0:
+            raise ConfigError("snapshot interval must be positive")
+        if self.chunk_size < 1:
+            raise ConfigError("chunk size must be >= 1")
+        if self.fresh_start_grace_s < 0:
+            raise ConfigError("fresh start grace must not be negative")
+        if self.data_loss_wait_s < self.fresh_start_grace_s:
+            raise ConfigError("data loss wait must be at least the fresh start grace")
+
+    @property
+    def lease_ttl_ms(self) -> int:
+        return round(self.lease_ttl_s * 1000)
+
+    @property
+    def renew_interval_s(self) -> float:
+        """A holder renews three times per TTL: two renewals may fail before it expires."""
+        return self.lease_ttl_s / 3
+
+    @property
+    def acquire_interval_s(self) -> float:
+        """A standby polls four times per TTL, so it notices an expired lease quickly."""
+        return self.lease_ttl_s / 4
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderContext:
+    """What every part of a leader shares: its Redis, keys, service, settings and metrics."""
+
+    redis: Redis
+    keyspace: Keyspace
+    service: Service
+    config: LeaderConfig
+    metrics: NodeMetrics

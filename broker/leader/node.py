@@ -1,0 +1,267 @@
+"""LeaderNode: one `skiff leader` process, a candidate that leads while it holds the lease.
+
+It alternates between two phases, each serving HTTP on the same port(s):
+- standby: campaign for the lease (broker/leader/campaign.py), serving StandbyRole (503s);
+- leading: take office, then serve the service itself with LeadingRole while the lease keeper
+  renews the lease and the snapshotter runs. The phase ends when the leadership is lost (the
+  server drains its readers, the state is discarded, the node stands by again) or on stop.
+
+On stop, a leader stops accepting writes, lets the write in flight finish, and releases the
+lease so a standby takes over at once, before its server shuts down in order. A heartbeat
+announces the node (role leader|candidate) throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from broker.cluster.heartbeat import Heartbeat, now_ms
+from broker.follower.forwarding import LeaderLocator
+from broker.leader.campaign import CandidateStatus, keep_lease, win_office
+from broker.leader.config import LeaderConfig, LeaderContext
+from broker.leader.leadership import Leadership
+from broker.leader.lease import LeaderLease, unique_holder
+from broker.leader.roles import LeadingRole, StandbyRole
+from broker.serving.config import ServeConfig
+from broker.serving.hub import Hub
+from broker.serving.metrics import NodeMetrics
+from broker.serving.role import NodeRole
+from broker.serving.server import RunningNode, serving
+from broker.store.connection import connect
+from broker.store.keyspace import Keyspace
+from broker.store.node_record import NodeRecord
+from broker.store.scripts import RedisCallError
+from graph import Engine, Service
+
+logger = logging.getLogger("skiff.broker")
+
+_STANDBY_RUN = "standby"
+
+
+class LeaderNode:
+    def __init__(
+        self,
+        ctx: LeaderContext,
+        config: ServeConfig,
+        *,
+        log_level: str | None = None,
+        access_log: bool = False,
+    ) -> None:
+        self.ctx = ctx
+        self._config = config
+        self._log_level = log_level
+        self._access_log = access_log
+        self.node_id = ctx.config.node_id
+        self.lease = LeaderLease(
+            ctx.redis, ctx.keyspace, unique_holder(self.node_id), ctx.config.lease_ttl_ms
+        )
+        self.status = CandidateStatus()
+        self.leadership: Leadership | None = None
+        #: How many times this node took office.
+        self.terms = 0
+        self.url: str | None = None
+        self.control_url: str | None = None
+        self._locator = LeaderLocator(ctx.redis, ctx.keyspace)
+        self._running: RunningNode | None = None
+        self._stopping = asyncio.Event()
+        self._serving = asyncio.Event()
+        self._started_ms = now_ms()
+
+    @property
+    def role(self) -> str:
+        return "leader" if self.leadership is not None else "candidate"
+
+    @property
+    def advertise_url(self) -> str | None:
+        return self.ctx.config.advertise_url or self.url
+
+    def stop(self) -> None:
+        """Begin the ordered shutdown (what SIGTERM does); `run` returns when done."""
+        self._stopping.set()
+
+    async def wait_stopping(self) -> None:
+        """Until `stop()` is called (or the server ends on a signal)."""
+        await self._stopping.wait()
+
+    async def wait_serving(self) -> None:
+        """Until the node listens (its `url` is known)."""
+        await self._serving.wait()
+
+    async def run(self) -> None:
+        heartbeat = Heartbeat(
+            self.ctx.redis,
+            self.ctx.keyspace,
+            self.node_id,
+            self._record,
+            on_error=lambda _: self.ctx.metrics.redis_errors.inc(),
+        )
+        async with heartbeat:
+            while not self._stopping.is_set():
+                lead = await self._stand_by()
+                if lead is None:
+                    break
+                await self._lead(lead)
+
+    # -- phases ------------------------------------------------------------------------------
+    async def _stand_by(self) -> Leadership | None:
+        """Serve as a standby until this node holds office (None: stopping)."""
+        hub = Hub(Engine(self.ctx.service), run=_STANDBY_RUN, config=self._config)
+        role = StandbyRole(self.node_id, self.status, self._locator, self.ctx.metrics)
+        async with self._serve(hub, role) as running:
+            campaign = asyncio.create_task(win_office(self.ctx, self.lease, self.status))
+            if await self._until(running, campaign):
+                lead = campaign.result()
+                if not self._stopping.is_set():
+                    return lead
+                await self._release(lead)
+        return None
+
+    async def _lead(self, lead: Leadership) -> None:
+        self.leadership = lead
+        self.terms += 1
+        hub = Hub(lead.engine, run=lead.epoch, config=self._config)
+        lead.hub = hub
+        lead.on_epoch = lambda epoch: hub.reset_run(epoch)
+        logger.info(
+            "%s leads %s: epoch %s, version %d, term %d",
+            self.node_id,
+            self.ctx.service.name,
+            lead.epoch,
+            lead.engine.version,
+            lead.writer.lease.token,
+        )
+        keeper = asyncio.create_task(keep_lease(self.ctx, lead, self.lease))
+        snapshots = asyncio.create_task(lead.snapshotter.run())
+        try:
+            role = LeadingRole(lead, hub, self._config, self.ctx.metrics)
+            async with self._serve(hub, role) as running:
+                if await self._until(running, keeper):
+                    logger.warning("%s steps down: %s", self.node_id, keeper.result())
+                else:
+                    lead.lose("shutting down")
+                    async with lead.lock:  # the write in flight completes first
+                        await self._release(lead)
+        finally:
+            for task in (keeper, snapshots):
+                task.cancel()
+            await asyncio.gather(keeper, snapshots, return_exceptions=True)
+            await lead.snapshotter.close()
+            await self._release(lead)
+            lead.hub = None
+            self.leadership = None
+
+    async def _until(self, running: RunningNode, task: asyncio.Task[Any]) -> bool:
+        """Wait for `task`; False when the node stops (or its server ends) first."""
+        stop = asyncio.create_task(self._stopping.wait())
+        closed = asyncio.create_task(running.wait_closed())
+        try:
+            await asyncio.wait({task, stop, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (stop, closed):
+                waiter.cancel()
+        if task.done():
+            return True
+        self._stopping.set()  # a server ending on its own (a signal) stops the node
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False
+
+    @contextlib.asynccontextmanager
+    async def _serve(self, hub: Hub, role: NodeRole) -> AsyncIterator[RunningNode]:
+        config = self._config
+        if self.url is not None:
+            # Later phases listen where the first one did (port 0 chose a free port once).
+            config = dataclasses.replace(
+                config,
+                port=_port(self.url),
+                control_port=None if self.control_url == self.url else _port(self.control_url),
+            )
+        async with serving(
+            hub, config, node=role, log_level=self._log_level, access_log=self._access_log
+        ) as running:
+            self.url, self.control_url = running.url, running.control_url
+            self._running = running
+            self._serving.set()
+            try:
+                yield running
+            finally:
+                self._running = None
+
+    async def _release(self, lead: Leadership) -> None:
+        try:
+            await self.lease.release(lead.writer.lease)
+        except RedisCallError as err:
+            logger.debug("releasing the lease failed: %s", err)
+
+    # -- heartbeat ---------------------------------------------------------------------------
+    def _record(self) -> NodeRecord:
+        lead = self.leadership
+        hub = lead.hub if lead is not None else None
+        ready = lead.ready()[0] if lead is not None else False
+        metrics = self.ctx.metrics
+        metrics.ready.set(1 if ready else 0)
+        if lead is not None:
+            metrics.applied_version.set(lead.engine.version)
+            metrics.head_version.set(lead.engine.version)
+            metrics.snapshot_version.set(lead.snapshot_version)
+        if hub is not None:
+            metrics.subscribers.set(hub.reader_count)
+            metrics.instances.set(hub.instance_count)
+            metrics.streams.set(hub.stream_count)
+        return NodeRecord(
+            node_id=self.node_id,
+            role="leader" if lead is not None else "candidate",
+            epoch=lead.epoch if lead is not None else "",
+            applied=lead.engine.version if lead is not None else 0,
+            ts_ms=0,
+            started_ms=self._started_ms,
+            ready=ready,
+            url=self.advertise_url,
+            streams=hub.stream_count if hub is not None else 0,
+            capacity=hub.config.max_streams if hub is not None else None,
+            draining=hub.draining if hub is not None else False,
+        )
+
+
+def _port(url: str | None) -> int:
+    port = urlsplit(url or "").port
+    if port is None:
+        raise ValueError(f"no port in {url!r}")
+    return port
+
+
+@contextlib.asynccontextmanager
+async def leader_node(
+    service: Service,
+    config: ServeConfig,
+    leader_config: LeaderConfig,
+    *,
+    redis_url: str,
+    log_level: str | None = None,
+    access_log: bool = False,
+) -> AsyncIterator[LeaderNode]:
+    """Run a leader candidate of `service` until the block exits; yields once it listens."""
+    redis = connect(redis_url)
+    metrics = NodeMetrics("leader", leader_config.node_id)
+    ctx = LeaderContext(redis, Keyspace(service.name), service, leader_config, metrics)
+    node = LeaderNode(ctx, config, log_level=log_level, access_log=access_log)
+    task = asyncio.create_task(node.run(), name=f"leader {leader_config.node_id}")
+    try:
+        serving_ = asyncio.create_task(node.wait_serving())
+        await asyncio.wait({task, serving_}, return_when=asyncio.FIRST_COMPLETED)
+        serving_.cancel()
+        if task.done():
+            task.result()
+        yield node
+    finally:
+        node.stop()
+        try:
+            await task
+        finally:
+            await redis.aclose()

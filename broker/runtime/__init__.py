@@ -1,0 +1,1 @@
+"""Process plumbing: task ownership, clock, backoff, GC pauses, descriptor limits."""

@@ -1,0 +1,1 @@
+"""A node's HTTP app over a hub: routes, streams, subscriptions, drain, metrics."""

@@ -1,0 +1,341 @@
+"""Hub: stream ids, the resource instances behind them, and the fan-out of each tick.
+
+A stream id (from `POST /v1/streams`) names one subscription to a shared resource instance; a
+`GET` attaches a connected reader to it (a newer GET of the same id replaces the older reader).
+The hub holds exactly one engine reference per instance, however many streams share it, and
+releases it once the instance has had no connected reader for `idle_instance_s` (creating a
+stream restarts that clock). Its stream ids expire with it: a reconnect after the idle delay
+gets a 404 and must create a new stream.
+
+Each tick's update is encoded once per instance and the same bytes are queued for every reader.
+The instance also keeps the last `history_versions` (version, changes) pairs, so a reader coming
+back with `Last-Event-ID: <run>/<v>` gets one update with the net change since `v`. A new run
+(`reset_run`: a new replication epoch) drops that history and re-inits every connected reader.
+
+Everything here is synchronous and runs on the event loop's thread, like the engine: between
+reading an instance's content for an init and registering the reader no tick can slip in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from broker.errors import DrainingError, StreamIdConflictError, UnknownStreamError
+from broker.http.errors import HttpError
+from broker.http.sse import check_run_id, encode_event, parse_event_id
+from broker.serving.config import ServeConfig
+from broker.serving.instance_state import InstanceState
+from broker.serving.subscription import Subscription
+from graph import Engine, GraphError, TickResult
+
+Json = Any
+Entry = tuple[Json, list[Json]]
+
+
+@dataclass(eq=False, slots=True)
+class _Stream:
+    instance: InstanceState
+    reader: Subscription | None = None
+
+
+class Hub:
+    def __init__(self, engine: Engine, *, run: str, config: ServeConfig) -> None:
+        self._engine = engine
+        self._run = check_run_id(run)
+        self._config = config
+        self._instances: dict[int, InstanceState] = {}
+        self._streams: dict[str, _Stream] = {}
+        self._draining = False
+        self._beat_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def config(self) -> ServeConfig:
+        return self._config
+
+    @property
+    def run(self) -> str:
+        return self._run
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    @property
+    def stream_count(self) -> int:
+        return len(self._streams)
+
+    @property
+    def instance_count(self) -> int:
+        return len(self._instances)
+
+    @property
+    def reader_count(self) -> int:
+        return sum(len(state.readers) for state in self._instances.values())
+
+    # -- writes ------------------------------------------------------------------------------
+    def apply(self, writes: Mapping[str, Any]) -> TickResult:
+        """Apply a write batch and fan its changes out before returning."""
+        result = self._engine.apply(writes)
+        self.publish(result)
+        return result
+
+    def publish(self, result: TickResult) -> None:
+        """Record one tick's instance changes and queue them for every connected reader."""
+        run = self._run
+        for instance_id, entries in result.instances.items():
+            state = self._instances.get(instance_id)
+            if state is None:
+                continue
+            state.record(result.version, entries)
+            if not state.readers:
+                continue
+            data = encode_event("update", run, result.version, entries)
+            for reader in list(state.readers):
+                if not reader.push(result.version, entries, data):
+                    reader.close("lagging")
+                    self._detach(reader)
+
+    # -- streams -----------------------------------------------------------------------------
+    def create_stream(self, resource: str, params: Json, *, stream_id: str | None = None) -> str:
+        """A new stream id on the (shared) instance of `(resource, params)`.
+
+        `stream_id` creates the stream under that id instead of a fresh one (the proxy re-homing
+        a stream from a node that is gone); asking again for an id this hub already holds on the
+        same instance returns it unchanged, so the call is idempotent.
+
+        Raises the engine's UnknownResourceError / ParamsRejectedError, DrainingError, or
+        StreamIdConflictError when `stream_id` names a stream of another instance.
+        """
+        if self._draining:
+            raise DrainingError("the node is shutting down")
+        handle = self._engine.instantiate(resource, params)
+        if stream_id is not None and (existing := self._streams.get(stream_id)) is not None:
+            # instantiate() took a reference the existing stream already holds.
+            self._engine.release(handle)
+            if existing.instance.handle.id != handle.id:
+                raise StreamIdConflictError(f"stream {stream_id!r} exists on another instance")
+            if not existing.instance.readers:
+                self._arm_idle(existing.instance)
+            return stream_id
+        state = self._instances.get(handle.id)
+        full = len(self._streams) >= self._config.max_streams or (
+            state is not None and len(state.streams) >= self._config.max_streams_per_instance
+        )
+        if full:
+            self._engine.release(handle)
+            raise HttpError(429, "too many streams on this node or resource instance; retry later")
+        if state is None:
+            state = InstanceState.new(handle, self._engine.version, self._config.history_versions)
+            self._instances[handle.id] = state
+        else:
+            self._engine.release(handle)
+        if stream_id is None:
+            # A uuid4 carries 122 random bits: stream ids are capabilities, not guessable names.
+            stream_id = str(uuid.uuid4())
+        state.streams.add(stream_id)
+        self._streams[stream_id] = _Stream(instance=state)
+        if not state.readers:
+            # A fresh stream deserves the whole idle delay to connect.
+            self._arm_idle(state)
+        return stream_id
+
+    def delete_stream(self, stream_id: str) -> None:
+        stream = self._streams.pop(stream_id, None)
+        if stream is None:
+            raise UnknownStreamError(f"unknown stream {stream_id!r}")
+        stream.instance.streams.discard(stream_id)
+        if stream.reader is not None:
+            stream.reader.close("deleted")
+            self._detach(stream.reader)
+
+    def disconnect(self, stream_id: str, reason: str = "disconnected") -> bool:
+        """End the connected reader of a stream, keeping the stream (it may resume)."""
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.reader is None:
+            return False
+        reader = stream.reader
+        reader.close(reason)
+        self._detach(reader)
+        return True
+
+    def has_stream(self, stream_id: str) -> bool:
+        return stream_id in self._streams
+
+    def subscribe(self, stream_id: str, last_event_id: str | None = None) -> Subscription:
+        """Attach a reader to a stream; its first chunk is an init or, on resume, an update."""
+        if self._draining:
+            raise DrainingError("the node is shutting down")
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise UnknownStreamError(f"unknown stream {stream_id!r}")
+        if stream.reader is not None:
+            # A reconnect can arrive before the server noticed the old connection died.
+            stream.reader.close("replaced")
+            self._detach(stream.reader)
+        state = stream.instance
+        reader = Subscription(
+            stream_id,
+            state.handle.id,
+            self._first_event(state, last_event_id),
+            run=self._run,
+            max_pending=self._config.max_pending_updates,
+            max_lag=self._config.max_lag_updates,
+        )
+        stream.reader = reader
+        state.readers.add(reader)
+        state.disarm_idle()
+        self._arm_beat()
+        return reader
+
+    def unsubscribe(self, reader: Subscription) -> None:
+        """The reader's connection ended (idempotent)."""
+        reader.close("disconnected")
+        self._detach(reader)
+
+    def _first_event(self, state: InstanceState, last_event_id: str | None) -> bytes:
+        version = self._engine.version
+        since = parse_event_id(last_event_id) if last_event_id is not None else None
+        if since is not None and since[0] == self._run:
+            resumed = state.resume_event(self._run, version, since[1])
+            if resumed is not None:
+                return resumed
+        return state.init_event(self._run, version)
+
+    def _detach(self, reader: Subscription) -> None:
+        stream = self._streams.get(reader.stream_id)
+        if stream is not None and stream.reader is reader:
+            stream.reader = None
+        state = self._instances.get(reader.instance_id)
+        if state is not None and reader in state.readers:
+            state.readers.discard(reader)
+            if not state.readers:
+                self._arm_idle(state)
+
+    # -- heartbeats ----------------------------------------------------------------------------
+    # One timer for the node, not one per reader: every heartbeat_s / 2 each reader that sent
+    # nothing since the previous beat is sent a heartbeat, so an idle stream hears from the
+    # node at least every heartbeat_s.
+    def _arm_beat(self) -> None:
+        if self._beat_timer is None:
+            loop = asyncio.get_running_loop()
+            self._beat_timer = loop.call_later(self._config.heartbeat_s / 2, self._beat)
+
+    def _beat(self) -> None:
+        self._beat_timer = None
+        readers = 0
+        for state in self._instances.values():
+            for reader in state.readers:
+                reader.heartbeat()
+            readers += len(state.readers)
+        if readers:
+            self._arm_beat()
+
+    # -- run changes -------------------------------------------------------------------------
+    def reset_run(self, run: str, engine: Engine | None = None) -> None:
+        """Begin run `run` (a new replication epoch): resume history is dropped, since versions
+        of the old run mean nothing in the new one, and every connected reader is sent a fresh
+        init under `run` in place of whatever it had pending; its connection stays open.
+
+        With `engine` the hub moves to it (a follower resynced into a new epoch): each live
+        instance is recreated there from its resource and params, keeping its stream ids; one
+        the new engine rejects is dropped with its streams (its readers are closed).
+        """
+        self._run = check_run_id(run)
+        if engine is not None and engine is not self._engine:
+            self._move_instances(engine)
+        for state in self._instances.values():
+            state.restart(self._run, self._engine.version)
+
+    def drop_instances(self, reason: str) -> None:
+        """Release every instance, ending its readers and forgetting its stream ids (a follower
+        whose resources' user code cannot take a published change: replication comes first)."""
+        for state in list(self._instances.values()):
+            state.close_readers(reason)
+            self._drop(state)
+
+    def _move_instances(self, engine: Engine) -> None:
+        # The old engine and its instances are dropped whole; nothing to release one by one.
+        old, self._engine, self._instances = self._instances, engine, {}
+        for state in old.values():
+            try:
+                state.rebind(engine.instantiate(state.handle.resource, state.handle.params))
+            except GraphError:
+                state.close_readers("reset")
+                state.disarm_idle()
+                for stream_id in state.streams:
+                    self._streams.pop(stream_id, None)
+                continue
+            self._instances[state.handle.id] = state
+
+    # -- instance lifetime -------------------------------------------------------------------
+    def _arm_idle(self, state: InstanceState) -> None:
+        state.disarm_idle()
+        if self._draining:
+            # Shutting down: close() releases everything, no clock needed.
+            return
+        loop = asyncio.get_running_loop()
+        state.idle_timer = loop.call_later(self._config.idle_instance_s, self._expire, state)
+
+    def _expire(self, state: InstanceState) -> None:
+        state.idle_timer = None
+        if state.readers or self._instances.get(state.handle.id) is not state:
+            return
+        self._drop(state)
+
+    def _drop(self, state: InstanceState) -> None:
+        state.disarm_idle()
+        for stream_id in state.streams:
+            self._streams.pop(stream_id, None)
+        state.streams.clear()
+        del self._instances[state.handle.id]
+        self._engine.release(state.handle)
+
+    # -- reads -------------------------------------------------------------------------------
+    def snapshot(self, resource: str, params: Json) -> list[Entry]:
+        handle = self._engine.instantiate(resource, params)
+        try:
+            return handle.entries()
+        finally:
+            self._engine.release(handle)
+
+    def lookup(self, resource: str, key: Json, params: Json) -> list[Json]:
+        handle = self._engine.instantiate(resource, params)
+        try:
+            return handle.lookup(key)
+        finally:
+            self._engine.release(handle)
+
+    # -- shutdown ----------------------------------------------------------------------------
+    def stop_intake(self) -> None:
+        """Refuse new streams and readers (503); connected readers carry on until ended one by
+        one (broker.serving.drain spreads that over a window) or by `drain()`."""
+        self._draining = True
+
+    def connected_stream_ids(self) -> list[str]:
+        """The streams that have a connected reader right now."""
+        return [sid for sid, stream in self._streams.items() if stream.reader is not None]
+
+    def drain(self) -> None:
+        """Refuse new streams and readers, and end every connected reader."""
+        self._draining = True
+        for state in self._instances.values():
+            for reader in list(state.readers):
+                reader.close("shutdown")
+                self._detach(reader)
+
+    def close(self) -> None:
+        """Drain, then release every instance; the hub is unusable afterwards."""
+        self.drain()
+        if self._beat_timer is not None:
+            self._beat_timer.cancel()
+            self._beat_timer = None
+        for state in list(self._instances.values()):
+            self._drop(state)

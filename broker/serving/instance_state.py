@@ -1,0 +1,81 @@
+"""One resource instance as the hub serves it: its stream ids, connected readers, resume history
+and the encoded init they share."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker.http.sse import encode_event
+from broker.serving.changes import merge_changes
+from broker.serving.subscription import Subscription
+from graph import ResourceInstance
+
+Json = Any
+Entry = tuple[Json, list[Json]]
+
+
+@dataclass(eq=False, slots=True)
+class InstanceState:
+    handle: ResourceInstance
+    # Changes are known for every version after `floor`: a resume from v >= floor is exact.
+    floor: int
+    history: deque[tuple[int, list[Entry]]]
+    streams: set[str] = field(default_factory=set)
+    readers: set[Subscription] = field(default_factory=set)
+    init_cache: tuple[int, bytes] | None = None
+    idle_timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def new(cls, handle: ResourceInstance, version: int, history_versions: int) -> InstanceState:
+        return cls(handle=handle, floor=version, history=deque(maxlen=history_versions))
+
+    def record(self, version: int, entries: list[Entry]) -> None:
+        """Keep one tick's changes for resumes (the oldest fall out of the window)."""
+        history = self.history
+        if history.maxlen is not None and len(history) == history.maxlen:
+            self.floor = history[0][0] if history else version
+        history.append((version, entries))
+
+    def resume_event(self, run: str, version: int, since: int) -> bytes | None:
+        """One update with the net change from `since` to `version`, if history covers it."""
+        if not self.floor <= since <= version:
+            return None
+        changes = merge_changes(e for v, e in self.history if v > since)
+        return encode_event("update", run, version, changes)
+
+    def init_event(self, run: str, version: int) -> bytes:
+        cached = self.init_cache
+        if cached is None or cached[0] != version:
+            # Readers connecting at the same version share one encoded init.
+            cached = (version, encode_event("init", run, version, self.handle.entries()))
+            self.init_cache = cached
+        return cached[1]
+
+    def rebind(self, handle: ResourceInstance) -> None:
+        """Serve the same (resource, params) from `handle`, an instance of another engine."""
+        self.handle = handle
+        for reader in self.readers:
+            reader.instance_id = handle.id
+
+    def close_readers(self, reason: str) -> None:
+        for reader in self.readers:
+            reader.close(reason)
+        self.readers.clear()
+
+    def disarm_idle(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+
+    def restart(self, run: str, version: int) -> None:
+        """Forget the history of the previous run; every connected reader gets a fresh init."""
+        self.history.clear()
+        self.floor = version
+        self.init_cache = None
+        if self.readers:
+            init = self.init_event(run, version)
+            for reader in self.readers:
+                reader.restart(init, run)

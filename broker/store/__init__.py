@@ -1,0 +1,1 @@
+"""What lives in Redis: the key layout, codecs, Lua scripts, fenced writes and reads."""

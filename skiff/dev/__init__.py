@@ -1,0 +1,1 @@
+"""`skiff dev`: a whole cluster on one machine, on an embedded Valkey."""

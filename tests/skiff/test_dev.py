@@ -1,0 +1,78 @@
+"""`skiff dev`: the whole cluster as real processes behind one URL, stopped in order by Ctrl-C."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from skiff.dev.embedded_redis import free_port
+
+pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_dev_runs_a_cluster_behind_one_url_and_stops_it() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "skiff", "dev", "tests.cluster.services:service",
+         "--followers", "1", "--port", str(port), "--log-level", "info"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            if "ready: open" in line:
+                ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(60), "\n".join(lines[-40:])
+        url = f"http://127.0.0.1:{port}"
+        assert any(f"ready: open {url} " in line for line in lines)
+        with httpx.Client(base_url=url, timeout=10) as http:
+            health = http.get("/healthz").json()
+            assert health["leader"] == "leader" and health["serving"] == 2
+            version = http.patch("/v1/inputs/votes", json=[["v1", [{"post": 3}]]]).json()
+            assert version == {"version": 1}
+            deadline = time.monotonic() + 10
+            while http.post("/v1/snapshot/post", json={"post": 3}).json() != [[3, [1]]]:
+                assert time.monotonic() < deadline, "the write never reached a follower"
+                time.sleep(0.05)
+        # Every process's lines carry its name.
+        for name in ("leader", "follower-1", "proxy"):
+            assert any(line.startswith(f"{name:<11}| ") for line in lines), name
+        tmp = re.search(r"files in (\S+)", "\n".join(lines))
+        assert tmp is not None
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        reader.join(5)
+        # Stopped in order: proxy, follower, leader; then its files are gone.
+        stops = [line.split("|")[0].strip() for line in lines if "Finished server process" in line]
+        assert stops[-3:] == ["proxy", "follower-1", "leader"], stops
+        assert lines[-1] == "skiff dev  | stopped"
+        assert not Path(tmp.group(1)).exists()
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/healthz", timeout=1)
+    finally:
+        if process.poll() is None:
+            # Ctrl-C first: `skiff dev` stops its children; a SIGKILL would orphan them.
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
