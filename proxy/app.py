@@ -35,11 +35,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from broker.http.auth import bearer_matches
+from broker.http.accept import accepts_event_stream
+from broker.http.auth import ControlToken
 from broker.http.bodies import read_body
 from broker.http.errors import HttpError
+from broker.http.paths import stream_read_id
 from broker.json_bytes import JsonDecodeError, loads
-from broker.serving.app import stream_read_id
 from proxy import routing
 from proxy.errors import NodeUnavailableError, NoNodeError
 from proxy.gateway import Gateway
@@ -164,8 +165,7 @@ class _Endpoints:
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
         self._config = gateway.config
-        token = gateway.config.control_token
-        self._token = None if token is None else token.encode()
+        self._token = ControlToken(gateway.config.control_token)
 
     async def health(self, request: Request) -> Response:
         ready, reason = self._gateway.ready()
@@ -187,7 +187,7 @@ class _Endpoints:
         return await self._gateway.metrics.endpoint(request)
 
     async def nodes(self, request: Request) -> Response:
-        self._authorize(request)
+        self._token.require(request.headers)
         cluster = self._gateway.membership.cluster
         return JSONResponse(
             {
@@ -211,7 +211,7 @@ class _Endpoints:
         )
 
     async def patch_input(self, request: Request) -> Response:
-        self._authorize(request)
+        self._token.require(request.headers)
         body = await read_body(request, self._config.max_body_bytes)
         key = request.headers.get("idempotency-key") or None
         reply = await self._gateway.writes.patch(request.path_params["collection"], body, key)
@@ -229,7 +229,7 @@ class _Endpoints:
         return _relay(reply)
 
     async def open_stream(self, stream_id: str, headers: Headers) -> Response | StreamRelay:
-        if "text/event-stream" not in headers.get("accept", "").lower():
+        if not accepts_event_stream(headers.get("accept", "")):
             raise HttpError(406, "streams are served as text/event-stream only")
         opened = await self._gateway.streams.open(stream_id, headers.get("last-event-id"))
         if isinstance(opened, Reply):
@@ -237,7 +237,7 @@ class _Endpoints:
         return self._relay_stream(stream_id, opened)
 
     async def delete_stream(self, request: Request) -> Response:
-        self._authorize(request)
+        self._token.require(request.headers)
         return _relay(await self._gateway.streams.delete(request.path_params["stream_id"]))
 
     async def snapshot(self, request: Request) -> Response:
@@ -286,11 +286,6 @@ class _Endpoints:
         untrack = gateway.relays.add(relay)
         return relay
 
-    def _authorize(self, request: Request) -> None:
-        if self._token is None:
-            return
-        if not bearer_matches(request.headers.get("authorization", ""), self._token):
-            raise HttpError(401, "missing or invalid control token")
 
 
 def _relay(reply: Reply) -> Response:

@@ -26,7 +26,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from broker.runtime.tasks import cancel_and_wait
-from broker.store.codec import CodecError, LeaseRecord
+from broker.store.codec import CodecError, LeaseRecord, holder_node
 from broker.store.connection import honour_cancellation
 from broker.store.keyspace import Keyspace
 from broker.store.node_record import NodeRecord
@@ -48,11 +48,7 @@ class Cluster:
 
     @property
     def leader_id(self) -> str | None:
-        if self.holder is None:
-            return None
-        # broker.leader.lease.unique_holder: the node id, then the process.
-        node, sep, _ = self.holder.rpartition("/")
-        return node if sep else self.holder
+        return None if self.holder is None else holder_node(self.holder)
 
     @property
     def leader(self) -> NodeRecord | None:

@@ -14,17 +14,16 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
 from urllib.parse import quote, urlsplit
 
 import httpx
 
+from broker.http.paths import STREAM_ID_HEADER
 from broker.store.node_record import NodeRecord
 from proxy.errors import NodeUnavailableError
 from proxy.node_stream import NodeStream
 
 #: The header by which the proxy tells a node which id to give a stream it creates.
-STREAM_ID_HEADER: Final = "X-Skiff-Stream-Id"
 
 
 @dataclass(frozen=True, slots=True)

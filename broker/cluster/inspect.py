@@ -13,7 +13,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from broker.follower.forwarding import holder_node
 from broker.store.codec import CodecError, DeltaEntry, LeaseRecord, Meta
 from broker.store.keyspace import Keyspace, stream_id_of, version_of
 from broker.store.node_record import NodeRecord
@@ -111,7 +110,7 @@ async def read_cluster(redis: Redis, keyspace: Keyspace) -> ClusterView:
     leader = None
     if lease_raw is not None:
         lease = LeaseRecord.decode(lease_raw)
-        leader = LeaderView(holder_node(lease.holder), lease.holder, lease.token, int(lease_ttl))
+        leader = LeaderView(lease.node_id, lease.holder, lease.token, int(lease_ttl))
     node_ids = [_text(member) for member, _ in members]
     records = await redis.mget([keyspace.node(n) for n in node_ids]) if node_ids else []
     nodes = []

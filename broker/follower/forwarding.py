@@ -15,84 +15,30 @@ and retrying with the same Idempotency-Key is safe.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote
 
 import httpx
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broker.http.auth import bearer_matches
+from broker.cluster.locator import LeaderAddress, LeaderLocator
+from broker.http.auth import ControlToken
 from broker.http.bodies import read_body
 from broker.http.errors import HttpError
 from broker.serving.config import ServeConfig
-from broker.store.codec import CodecError, LeaseRecord
-from broker.store.keyspace import Keyspace
-from broker.store.node_record import NodeRecord
+from broker.store.codec import CodecError
 
 logger = logging.getLogger("skiff.broker")
 
 #: How long a forwarded write may take (the leader makes it durable in Redis first).
 FORWARD_TIMEOUT_S: Final = 10.0
-#: How long a located leader is trusted before the lease is read again.
-LEADER_CACHE_S: Final = 1.0
 #: Marks a forwarded request, so a misrouted one is never forwarded twice.
 FORWARDED_HEADER: Final = "x-skiff-forwarded-by"
 _PASSED_HEADERS: Final = ("content-type", "idempotency-key", "authorization")
-
-
-@dataclass(frozen=True, slots=True)
-class LeaderAddress:
-    node_id: str
-    term: int
-    url: str | None
-
-
-def holder_node(holder: str) -> str:
-    """The node id in a lease holder name `<node id>/<pid>-<random>` (lease.unique_holder)."""
-    node, sep, _ = holder.rpartition("/")
-    return node if sep else holder
-
-
-class LeaderLocator:
-    """Finds the current leader's URL: the lease holder, then its heartbeat record."""
-
-    def __init__(self, redis: Redis, keyspace: Keyspace, *, cache_s: float = LEADER_CACHE_S):
-        self._redis = redis
-        self._keys = keyspace
-        self._cache_s = cache_s
-        self._cached: tuple[float, LeaderAddress] | None = None
-
-    async def leader(self) -> LeaderAddress | None:
-        """The leader, or None when no lease is held. Raises redis errors."""
-        cached = self._cached
-        if cached is not None and time.monotonic() - cached[0] < self._cache_s:
-            return cached[1]
-        raw = await self._redis.get(self._keys.lease)
-        if raw is None:
-            return None
-        lease = LeaseRecord.decode(raw)
-        node_id = holder_node(lease.holder)
-        record_raw: Any = await self._redis.get(self._keys.node(node_id))
-        url = None
-        if record_raw is not None:
-            try:
-                url = NodeRecord.decode(record_raw).url
-            except CodecError:
-                url = None
-        address = LeaderAddress(node_id, lease.token, url)
-        if url is not None:
-            self._cached = (time.monotonic(), address)
-        return address
-
-    def forget(self) -> None:
-        self._cached = None
 
 
 class WriteForwarder:
@@ -156,12 +102,10 @@ def forwarding_route(
 ) -> Route:
     """`PATCH /v1/inputs/{collection}` of a follower: checked like a local write (401, 404,
     413), then forwarded. Listed before the app's own route, it takes its place."""
-    token = None if config.control_token is None else config.control_token.encode()
+    token = ControlToken(config.control_token)
 
     async def patch_input(request: Request) -> Response:
-        given = request.headers.get("authorization", "")
-        if token is not None and not bearer_matches(given, token):
-            raise HttpError(401, "missing or invalid control token")
+        token.require(request.headers)
         collection = request.path_params["collection"]
         if collection not in input_names:
             raise HttpError(404, f"unknown input collection {collection!r}")

@@ -21,9 +21,9 @@ import httpx
 from starlette.routing import BaseRoute
 
 from broker.cluster.heartbeat import Heartbeat, now_ms
+from broker.cluster.locator import LeaderLocator
 from broker.follower.forwarding import (
     FORWARD_TIMEOUT_S,
-    LeaderLocator,
     WriteForwarder,
     forwarding_route,
 )

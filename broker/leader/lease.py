@@ -11,9 +11,6 @@ lease record with the live one; `renew()` returning False is the holder's cue to
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
 from dataclasses import dataclass
 
 from redis import exceptions as redis_errors
@@ -35,16 +32,6 @@ class LeaseHolder:
 
     record: LeaseRecord
     ttl_ms: int
-
-
-def unique_holder(node_id: str | None = None) -> str:
-    """A holder name unique to this process: `<node id>/<pid>-<random>`.
-
-    The node id alone is not enough: a restarted pod reuses its hostname while the previous
-    process may still be alive (paused), and the two must not pass for each other.
-    """
-    node = node_id or socket.gethostname()
-    return f"{node}/{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class LeaderLease:

@@ -22,17 +22,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from broker.cluster.heartbeat import Heartbeat, now_ms
-from broker.follower.forwarding import LeaderLocator
+from broker.cluster.locator import LeaderLocator
 from broker.leader.campaign import CandidateStatus, keep_lease, win_office
 from broker.leader.config import LeaderConfig, LeaderContext
 from broker.leader.leadership import Leadership
-from broker.leader.lease import LeaderLease, unique_holder
+from broker.leader.lease import LeaderLease
 from broker.leader.roles import LeadingRole, StandbyRole
 from broker.serving.config import ServeConfig
 from broker.serving.hub import Hub
 from broker.serving.metrics import NodeMetrics
 from broker.serving.role import NodeRole
 from broker.serving.server import RunningNode, serving
+from broker.store.codec import unique_holder
 from broker.store.connection import connect
 from broker.store.keyspace import Keyspace
 from broker.store.node_record import NodeRecord

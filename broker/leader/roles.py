@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from broker.follower.forwarding import LeaderLocator
+from broker.cluster.locator import LeaderLocator
 from broker.http.errors import HttpError
 from broker.leader.campaign import CandidateStatus
 from broker.leader.leadership import Leadership

@@ -33,10 +33,12 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from broker.errors import DrainingError, StreamIdConflictError, UnknownStreamError
-from broker.http.auth import bearer_matches
+from broker.http.accept import accepts_event_stream
+from broker.http.auth import ControlToken
 from broker.http.bodies import read_json
 from broker.http.errors import HttpError
 from broker.http.limits import check_entries, check_params
+from broker.http.paths import STREAM_ID_HEADER, stream_read_id
 from broker.http.sse import parse_event_id
 from broker.json_bytes import dumps
 from broker.serving.config import ServeConfig
@@ -76,8 +78,6 @@ _STATUS: dict[type[Exception], int] = {
 # How long a resuming reader may wait for this node to apply the version it last saw.
 _CATCH_UP_S = 2.0
 
-#: Header by which the proxy creates a stream under an id of its choosing (see proxy/streams.py).
-STREAM_ID_HEADER = "X-Skiff-Stream-Id"
 _CHOSEN_STREAM_ID = re.compile(r"[A-Za-z0-9_.\-]{16,200}")
 
 
@@ -154,18 +154,6 @@ class _StreamRoute:
         await self._endpoints.open_stream(scope["path_params"]["stream_id"], scope, receive, send)
 
 
-_STREAMS_PREFIX = "/v1/streams/"
-
-
-def stream_read_id(path: str) -> str | None:
-    """The stream id of a `GET /v1/streams/{stream_id}` path, or None for any other path."""
-    # The route template's `{stream_id}`: one non-empty path segment.
-    if not path.startswith(_STREAMS_PREFIX):
-        return None
-    stream_id = path[len(_STREAMS_PREFIX) :]
-    return stream_id if stream_id and "/" not in stream_id else None
-
-
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
@@ -175,7 +163,7 @@ class _Endpoints:
         self._hub = hub
         self._config = config
         self._node = node
-        self._token = None if config.control_token is None else config.control_token.encode()
+        self._token = ControlToken(config.control_token)
 
     async def health(self, request: Request) -> Response:
         ready, reason = self._node.ready()
@@ -185,7 +173,7 @@ class _Endpoints:
         return JSONResponse(body)
 
     async def patch_input(self, request: Request) -> Response:
-        self._authorize(request)
+        self._token.require(request.headers)
         collection = request.path_params["collection"]
         if collection not in self._hub.engine.input_names:
             raise HttpError(404, f"unknown input collection {collection!r}")
@@ -205,7 +193,7 @@ class _Endpoints:
         if chosen is not None:
             # The proxy names the streams it re-homes (the id outlives its first node); naming
             # is a control operation, and an id must fit URL paths and Redis keys.
-            self._authorize(request)
+            self._token.require(request.headers)
             if not _CHOSEN_STREAM_ID.fullmatch(chosen):
                 raise HttpError(400, f"malformed {STREAM_ID_HEADER} header")
         params = await read_json(request, self._config.max_body_bytes, empty={})
@@ -217,7 +205,7 @@ class _Endpoints:
         return PlainTextResponse(stream_id, status_code=201)
 
     async def delete_stream(self, request: Request) -> Response:
-        self._authorize(request)
+        self._token.require(request.headers)
         self._hub.delete_stream(request.path_params["stream_id"])
         return JSONResponse({})
 
@@ -225,7 +213,7 @@ class _Endpoints:
         """`GET /v1/streams/{id}` as bare ASGI (NodeApp): errors are mapped as on every route."""
         headers = Headers(scope=scope)
         try:
-            if not _accepts_event_stream(headers.get("accept", "")):
+            if not accepts_event_stream(headers.get("accept", "")):
                 raise HttpError(406, "streams are served as text/event-stream only")
             last_event_id = headers.get("last-event-id")
             if last_event_id is not None:
@@ -258,11 +246,6 @@ class _Endpoints:
             )
         return Response(dumps(values), media_type="application/json")
 
-    def _authorize(self, request: Request) -> None:
-        if self._token is None:
-            return
-        if not bearer_matches(request.headers.get("authorization", ""), self._token):
-            raise HttpError(401, "missing or invalid control token")
 
 
 async def _catch_up(hub: Hub, last_event_id: str) -> None:
@@ -286,26 +269,6 @@ async def _catch_up(hub: Hub, last_event_id: str) -> None:
 def _valid_idempotency_key(key: str) -> bool:
     # The key becomes part of a Redis key name (broker.store.keyspace bounds it to 200 bytes).
     return 0 < len(key) <= 200 and key.isascii() and key.isprintable()
-
-
-def _accepts_event_stream(accept: str) -> bool:
-    for item in accept.split(","):
-        media, *options = (part.strip() for part in item.split(";"))
-        if media.lower() != "text/event-stream":
-            continue
-        for option in options:
-            name, _, value = option.partition("=")
-            if name.strip().lower() == "q" and _zero(value):
-                return False
-        return True
-    return False
-
-
-def _zero(value: str) -> bool:
-    try:
-        return float(value) == 0
-    except ValueError:
-        return False
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from broker.http.auth import bearer_matches
+from broker.http.auth import ControlToken
 from broker.serving.hub import Hub
 
 logger = logging.getLogger("skiff.broker")
@@ -41,7 +41,7 @@ class Drain:
     def __init__(self, hub: Hub, window_s: float, *, control_token: str | None = None) -> None:
         self._hub = hub
         self.window_s = window_s
-        self._token = None if control_token is None else control_token.encode()
+        self._token = ControlToken(control_token)
         self._loop = asyncio.get_running_loop()
         self._task: asyncio.Task[None] | None = None
         self.finished = asyncio.Event()
@@ -73,10 +73,7 @@ class Drain:
         """`POST /v1/admin/drain` (control token required when one is configured): 202."""
 
         async def drain(request: Request) -> Response:
-            if self._token is not None and not bearer_matches(
-                request.headers.get("authorization", ""), self._token
-            ):
-                return JSONResponse({"error": "missing or invalid control token"}, 401)
+            self._token.require(request.headers)
             begun = self.start()
             return JSONResponse(
                 {"draining": True, "already": not begun, "window_s": self.window_s},

@@ -9,7 +9,9 @@ broker/store/snapshot_codec.py, heartbeats in broker/store/node_record.py.
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -250,6 +252,11 @@ class LeaseRecord:
     token: int
     holder: str
 
+    @property
+    def node_id(self) -> str:
+        """The node id inside the holder name (see `unique_holder`)."""
+        return holder_node(self.holder)
+
     def __post_init__(self) -> None:
         if self.token < 1 or not self.holder:
             raise CodecError(f"invalid lease: token={self.token} holder={self.holder!r}")
@@ -264,3 +271,19 @@ class LeaseRecord:
         if not sep or not token.isdigit():
             raise CodecError(f"not a lease record: {data!r}")
         return cls(int(token), holder)
+
+
+def unique_holder(node_id: str | None = None) -> str:
+    """A lease holder name unique to this process: `<node id>/<pid>-<random>`.
+
+    The node id alone is not enough: a restarted pod reuses its hostname while the previous
+    process may still be alive (paused), and the two must not pass for each other.
+    """
+    node = node_id or socket.gethostname()
+    return f"{node}/{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def holder_node(holder: str) -> str:
+    """The node id in a lease holder name `<node id>/<pid>-<random>` (`unique_holder`)."""
+    node, sep, _ = holder.rpartition("/")
+    return node if sep else holder

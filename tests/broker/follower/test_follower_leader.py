@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from broker import Init, ServeConfig, SkiffClient, Update
-from broker.follower.forwarding import LeaderLocator
+from broker.cluster.locator import LeaderLocator
 from broker.follower.node import follower_node
 from broker.store.keyspace import Keyspace
 from graph import Service

@@ -18,8 +18,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from broker import ServeConfig
-from broker.follower.forwarding import FORWARDED_HEADER, LeaderAddress, LeaderLocator, holder_node
+from broker.cluster.locator import LeaderAddress, LeaderLocator
+from broker.follower.forwarding import FORWARDED_HEADER
 from broker.follower.node import FollowerNode, follower_node
+from broker.store.codec import holder_node
 from broker.store.keyspace import Keyspace
 from broker.store.node_record import NodeRecord
 from graph import Service

@@ -5,8 +5,8 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from broker.leader.lease import LeaderLease, LeaseError, LeaseHolder, unique_holder
-from broker.store.codec import LeaseRecord
+from broker.leader.lease import LeaderLease, LeaseError, LeaseHolder
+from broker.store.codec import LeaseRecord, unique_holder
 from broker.store.keyspace import Keyspace
 
 pytestmark = pytest.mark.timeout(30)
