@@ -23,8 +23,25 @@ class StreamIdConflictError(BrokerError):
     """A stream id given at creation already names a stream of another resource instance."""
 
 
-class DrainingError(BrokerError):
+class UnavailableError(BrokerError):
+    """The node cannot do this now; nothing was changed, and the client may retry (HTTP 503)."""
+
+
+class DrainingError(UnavailableError):
     """The node is shutting down and accepts no new streams."""
+
+
+class NotLeaderError(UnavailableError):
+    """No leader can take this write: this node stopped leading, none holds the lease, or the
+    one that does cannot be reached. The write was not applied."""
+
+
+class RedisUnavailableError(UnavailableError):
+    """Redis cannot be reached, so nothing can be made durable now."""
+
+
+class OverloadedError(BrokerError):
+    """The node holds as many streams as it may; the client should retry later (HTTP 429)."""
 
 
 class ClientError(BrokerError):
@@ -45,4 +62,4 @@ class StreamDisconnectedError(BrokerError):
 
 
 class StreamProtocolError(BrokerError):
-    """A server sent an event stream that does not follow PROTOCOL.md."""
+    """A server sent an event stream that does not follow docs/protocol.md."""

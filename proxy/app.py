@@ -22,12 +22,10 @@ produces itself is `{"error": message}`; a node's replies are relayed with their
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -38,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from broker.http.accept import accepts_event_stream
 from broker.http.auth import ControlToken
 from broker.http.bodies import read_body
-from broker.http.errors import HttpError
+from broker.http.errors import HttpError, error_response, shared_handlers
 from broker.http.paths import stream_read_id
 from broker.json_bytes import JsonDecodeError, loads
 from proxy import routing
@@ -78,18 +76,13 @@ def create_app(gateway: Gateway) -> Starlette:
     }
     if origins:
         middleware.append(Middleware(CORSMiddleware, **cors_options))
-    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
-        HttpError: _http_error,
-        HTTPException: _starlette_error,
-        500: _internal_error,
-    }
     # The stream reads' CORS headers come from the same middleware's rules.
     cors = CORSMiddleware(_no_app, **cors_options) if origins else None
     return ProxyApp(
         _StreamReads(endpoints, gateway, cors),
         routes=routes,
         middleware=middleware,
-        exception_handlers=handlers,
+        exception_handlers=shared_handlers(),
     )
 
 
@@ -133,7 +126,7 @@ class _StreamReads:
         try:
             response = await self._endpoints.open_stream(stream_id, headers)
         except HttpError as err:
-            response = JSONResponse({"error": err.message}, status_code=err.status)
+            response = error_response(err.status, err.message)
         if isinstance(response, StreamRelay):
             status = response.status
             response.extra_headers = await self._cors_headers(headers)
@@ -312,17 +305,3 @@ class _CountRequests:
             await send(message)
 
         await self._app(scope, receive, counted)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HttpError)
-    return JSONResponse({"error": exc.message}, status_code=exc.status)
-
-
-async def _starlette_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": "internal server error"}, status_code=500)

@@ -26,11 +26,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from broker.cluster.locator import LeaderAddress, LeaderLocator
+from broker.errors import NotLeaderError, UnavailableError
 from broker.http.auth import ControlToken
 from broker.http.bodies import read_body
-from broker.http.errors import HttpError
 from broker.serving.config import ServeConfig
 from broker.store.codec import CodecError
+from graph import UnknownCollectionError
 
 logger = logging.getLogger("skiff.broker")
 
@@ -71,8 +72,7 @@ class WriteForwarder:
                 continue
             except httpx.HTTPError as err:
                 self._locator.forget()
-                raise HttpError(
-                    503,
+                raise UnavailableError(
                     f"leader {leader.node_id} at {leader.url} did not answer ({err!r}): the write "
                     "may or may not be applied; retry it with the same Idempotency-Key",
                 ) from err
@@ -84,16 +84,16 @@ class WriteForwarder:
                 media_type=reply.headers.get("content-type"),
             )
         if tried is not None:
-            raise HttpError(503, f"leader {leader.node_id} at {tried} is unreachable")
-        raise HttpError(503, f"no leader: {leader.node_id} has no known address")
+            raise NotLeaderError(f"leader {leader.node_id} at {tried} is unreachable")
+        raise NotLeaderError(f"no leader: {leader.node_id} has no known address")
 
     async def _leader(self) -> LeaderAddress:
         try:
             leader = await self._locator.leader()
         except (redis_errors.RedisError, OSError, CodecError) as err:
-            raise HttpError(503, f"no leader: cannot read the lease ({err})") from err
+            raise NotLeaderError(f"no leader: cannot read the lease ({err})") from err
         if leader is None:
-            raise HttpError(503, "no leader")
+            raise NotLeaderError("no leader")
         return leader
 
 
@@ -108,9 +108,9 @@ def forwarding_route(
         token.require(request.headers)
         collection = request.path_params["collection"]
         if collection not in input_names:
-            raise HttpError(404, f"unknown input collection {collection!r}")
+            raise UnknownCollectionError(f"unknown input collection {collection!r}")
         if FORWARDED_HEADER in request.headers:
-            raise HttpError(503, "no leader: this node is a follower and the write was forwarded")
+            raise NotLeaderError("no leader: this node is a follower and the write was forwarded")
         body = await read_body(request, config.max_body_bytes)
         return await forwarder.forward(f"/v1/inputs/{quote(collection, safe='')}", body,
                                        request.headers)  # fmt: skip

@@ -8,8 +8,11 @@ write) are not HttpErrors: each edge maps them to a status in one table.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from broker.errors import BrokerError
@@ -27,3 +30,24 @@ class HttpError(BrokerError):
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     """The JSON error body every 4xx and 5xx of skiff carries."""
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HttpError)
+    return error_response(exc.status, exc.message)
+
+
+async def _starlette_error(request: Request, exc: Exception) -> Response:
+    # Starlette's own: 404 for an unknown route, 405 for a method the route does not take.
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, exc.detail, exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    # ServerErrorMiddleware still logs the traceback and re-raises to the server.
+    return error_response(500, "internal server error")
+
+
+def shared_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
+    """The exception handlers nodes and the proxy share: HttpError, Starlette's, and 500."""
+    return {HttpError: _http_error, HTTPException: _starlette_error, 500: _internal_error}

@@ -27,22 +27,18 @@ from redis import exceptions as redis_errors
 
 from broker.errors import BrokerError
 from broker.leader.config import LeaderContext
-from broker.leader.leadership import Leadership, LeadershipLost
+from broker.leader.leadership import Leadership, StateSupersededError
 from broker.leader.lease import LeaderLease, LeaseHolder
 from broker.leader.rebuild import RebuildError, rebuild
 from broker.runtime.gc_pause import gc_paused
 from broker.store.codec import CodecError, LeaseRecord
 from broker.store.connection import honour_cancellation
-from broker.store.fenced import read_meta
+from broker.store.fenced import LeaseLostError, read_meta
 from broker.store.node_record import NodeRecord
 from broker.store.scripts import RedisCallError
 from graph import Engine, Service
 
 logger = logging.getLogger("skiff.broker")
-
-
-class LeaseLostError(BrokerError):
-    """The lease was renewed in vain while taking office."""
 
 
 @dataclass
@@ -129,7 +125,7 @@ async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateSt
         try:
             return await _take_office(ctx, lease, won)
         except BrokerError as err:
-            # RebuildError, LeaseLostError, LeadershipLost, RedisCallError, FencedError, ...
+            # RebuildError, LeaseLostError, StateSupersededError, RedisCallError, ...
             logger.warning("%s could not take office: %s", config.node_id, err)
             await _release(lease, won)
         except BaseException:
@@ -188,10 +184,10 @@ async def keep_lease(ctx: LeaderContext, lead: Leadership, lease: LeaderLease) -
                 lead.trouble.clear()
             delay = backoff.next()
             logger.debug("renewal of %s failed: %s", config.node_id, err)
-        except LeadershipLost:
+        except StateSupersededError:
             break
         except BrokerError as err:
-            # FencedError (the lease moved under a republish), a snapshot that expired, ...
+            # LeaseLostError (the lease moved under a republish), a snapshot that expired, ...
             lead.lease_trouble(str(err))
             lead.trouble.clear()
             delay = backoff.next()
@@ -210,7 +206,7 @@ async def _take_office(ctx: LeaderContext, lease: LeaderLease, record: LeaseReco
         await asyncio.gather(renewer, office, return_exceptions=True)
     if office.cancelled():
         renewer.result()  # raises what stopped the renewals
-        raise LeaseLostError("the lease was lost while taking office")
+        raise LeaseLostError(None, "the lease was lost while taking office")
     return office.result()
 
 
@@ -241,7 +237,7 @@ async def _renew_forever(lease: LeaderLease, record: LeaseRecord, interval: floa
         await asyncio.sleep(interval)
         honour_cancellation()
         if not await lease.renew(record):
-            raise LeaseLostError("the lease was lost while taking office")
+            raise LeaseLostError(None, "the lease was lost while taking office")
 
 
 async def _release(lease: LeaderLease, record: LeaseRecord) -> None:

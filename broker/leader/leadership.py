@@ -12,7 +12,7 @@ read back the leader marks itself out of sync and reconciles with Redis before t
 Reconciling (also after re-acquiring the lease) compares meta with the engine: the same epoch
 and head -> nothing to do; a head ahead -> replay the input log; no meta, or a head behind
 (Redis lost data) -> republish the in-memory state under a new epoch; another epoch -> this
-state is not authoritative any more (LeadershipLost: the node discards it and rebuilds).
+state is not authoritative any more (StateSupersededError: the node discards it and rebuilds).
 """
 
 from __future__ import annotations
@@ -23,8 +23,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
-from broker.errors import BrokerError
-from broker.http.errors import HttpError
+from broker.errors import (
+    BrokerError,
+    NotLeaderError,
+    RedisUnavailableError,
+    UnavailableError,
+)
 from broker.leader.config import LeaderContext
 from broker.leader.rebuild import RebuildError, replay
 from broker.leader.snapshotter import Snapshotter, start_epoch
@@ -32,9 +36,9 @@ from broker.serving.hub import Hub
 from broker.store.codec import DeltaEntry, InputLogEntry, LeaseRecord, Meta
 from broker.store.fenced import (
     EpochChangedError,
-    FencedError,
     FencedWriter,
     KeyspaceLostError,
+    LeaseLostError,
     StaleSnapshotError,
     VersionConflictError,
     appended,
@@ -51,7 +55,7 @@ _RETRY: Final = -1
 T = TypeVar("T")
 
 
-class LeadershipLost(BrokerError):
+class StateSupersededError(BrokerError):
     """This node's state is no longer the service's: another leader's epoch replaced it."""
 
 
@@ -105,7 +109,7 @@ class Leadership:
                 version = await self._append_tick(batch, idempotency_key)
                 if version != _RETRY:
                     return version
-            raise HttpError(503, "the keyspace keeps changing; retry")
+            raise UnavailableError("the keyspace keeps changing; retry")
 
     async def _append_tick(self, batch: dict[str, Any], idempotency_key: str | None) -> int:
         started = time.perf_counter()
@@ -120,18 +124,18 @@ class Leadership:
             pending.abort()
             await self._guarded(self.new_epoch(None))
             return _RETRY
-        except FencedError as err:
+        except LeaseLostError as err:
             pending.abort()
             self.lease_trouble(f"lost the lease ({err})")
-            raise HttpError(503, "not the leader any more (lost the lease)") from err
+            raise NotLeaderError("not the leader any more (lost the lease)") from err
         except EpochChangedError as err:
             pending.abort()
             self.lose(f"the keyspace moved to epoch {err.current}")
-            raise HttpError(503, "not the leader any more (the epoch changed)") from err
+            raise NotLeaderError("not the leader any more (the epoch changed)") from err
         except VersionConflictError as err:
             pending.abort()
             self.needs_sync = True
-            raise HttpError(503, f"out of sync with Redis ({err}); retry") from err
+            raise UnavailableError(f"out of sync with Redis ({err}); retry") from err
         except RedisCallError as err:
             landed = err.transient and await appended(
                 self.ctx.redis, self.ctx.keyspace, self.epoch, version, term
@@ -141,7 +145,9 @@ class Leadership:
             pending.abort()
             self.needs_sync = True
             self._redis_failed(err)
-            raise HttpError(503, f"redis unreachable, write not acknowledged: {err}") from err
+            raise RedisUnavailableError(
+                f"redis unreachable, write not acknowledged: {err}"
+            ) from err
         except BaseException:
             # Cancelled mid-append: it may have landed.
             pending.abort()
@@ -174,7 +180,7 @@ class Leadership:
             await self.new_epoch(None)
         elif meta.epoch != self.epoch:
             self.lose(f"the keyspace moved to epoch {meta.epoch}")
-            raise LeadershipLost(self.lost or "")
+            raise StateSupersededError(self.lost or "")
         elif meta.head < version:
             logger.warning("Redis lost versions %d..%d: republishing", meta.head + 1, version)
             await self.new_epoch(meta)
@@ -186,7 +192,7 @@ class Leadership:
                     )
                 except RebuildError as err:
                     self.lose(f"cannot catch up with Redis: {err}")
-                    raise LeadershipLost(self.lost or "") from err
+                    raise StateSupersededError(self.lost or "") from err
                 logger.info("caught up %d versions logged in Redis", count)
             self.snapshot_version = meta.snapshot
         self.needs_sync = False
@@ -212,7 +218,7 @@ class Leadership:
             epoch, version = await start_epoch(self.ctx, self.writer, self.engine, replaces)
         except (EpochChangedError, StaleSnapshotError) as err:
             self.lose(f"the keyspace changed while republishing: {err}")
-            raise LeadershipLost(self.lost or "") from err
+            raise StateSupersededError(self.lost or "") from err
         previous, self.epoch = self.epoch, epoch
         self.snapshot_version = version
         self.needs_sync = False
@@ -252,26 +258,26 @@ class Leadership:
 
     def _check_writable(self) -> None:
         if self.lost is not None:
-            raise HttpError(503, f"not the leader any more: {self.lost}")
+            raise NotLeaderError(f"not the leader any more: {self.lost}")
         if not self.redis_ok:
-            raise HttpError(503, "redis unreachable: writes are not accepted")
+            raise RedisUnavailableError("redis unreachable: writes are not accepted")
         if not self.writable:
-            raise HttpError(503, f"not accepting writes: {self.reason}")
+            raise UnavailableError(f"not accepting writes: {self.reason}")
 
     async def _guarded(self, call: Awaitable[T]) -> T:
         try:
             return await call
         except RedisCallError as err:
             self._redis_failed(err)
-            raise HttpError(503, f"redis unreachable: {err}") from err
-        except LeadershipLost as err:
-            raise HttpError(503, f"not the leader any more: {err}") from err
-        except FencedError as err:
+            raise RedisUnavailableError(f"redis unreachable: {err}") from err
+        except StateSupersededError as err:
+            raise NotLeaderError(f"not the leader any more: {err}") from err
+        except LeaseLostError as err:
             self.lease_trouble(f"lost the lease ({err})")
-            raise HttpError(503, "not the leader any more (lost the lease)") from err
+            raise NotLeaderError("not the leader any more (lost the lease)") from err
         except BrokerError as err:
             self.needs_sync = True
-            raise HttpError(503, f"cannot write now: {err}") from err
+            raise UnavailableError(f"cannot write now: {err}") from err
 
     def ready(self) -> tuple[bool, str]:
         if self.lost is not None:

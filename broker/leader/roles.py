@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from broker.cluster.locator import LeaderLocator
-from broker.http.errors import HttpError
+from broker.errors import NotLeaderError
 from broker.leader.campaign import CandidateStatus
 from broker.leader.leadership import Leadership
 from broker.leader.tick_gate import gated_routes
@@ -74,7 +74,7 @@ class StandbyRole:
         self._metrics = metrics
 
     async def write(self, collection: str, entries: list[Any], idempotency_key: str | None) -> int:
-        raise HttpError(503, await self.not_the_leader())
+        raise NotLeaderError(await self.not_the_leader())
 
     def ready(self) -> tuple[bool, str]:
         if not self._status.redis_ok:

@@ -21,9 +21,9 @@ from broker.leader.config import LeaderContext
 from broker.store.codec import Entry, Meta, new_epoch
 from broker.store.fenced import (
     EpochChangedError,
-    FencedError,
     FencedWriter,
     KeyspaceLostError,
+    LeaseLostError,
     StaleSnapshotError,
     TrimResult,
 )
@@ -176,7 +176,7 @@ class Snapshotter:
                 trim_before=replaces + 1,
                 now_ms=_now_ms(),
             )
-        except FencedError:
+        except LeaseLostError:
             lead.lease_trouble("a snapshot was fenced")
             return None
         except (KeyspaceLostError, EpochChangedError, StaleSnapshotError) as err:

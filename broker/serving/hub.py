@@ -24,8 +24,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from broker.errors import DrainingError, StreamIdConflictError, UnknownStreamError
-from broker.http.errors import HttpError
+from broker.errors import (
+    DrainingError,
+    OverloadedError,
+    StreamIdConflictError,
+    UnknownStreamError,
+)
 from broker.http.sse import check_run_id, encode_event, parse_event_id
 from broker.serving.config import ServeConfig
 from broker.serving.instance_state import InstanceState
@@ -131,7 +135,7 @@ class Hub:
         )
         if full:
             self._engine.release(handle)
-            raise HttpError(429, "too many streams on this node or resource instance; retry later")
+            raise OverloadedError("too many streams on this node or resource instance; retry later")
         if state is None:
             state = InstanceState.new(handle, self._engine.version, self._config.history_versions)
             self._instances[handle.id] = state

@@ -4,7 +4,7 @@ Each method runs one script of broker/store/scripts.py, so each write is atomic 
 while the writer's exact lease record is the live one. A rejection raises a precise error and writes
 nothing; what the leader does next is its business:
 
-- `FencedError`: another holder has the lease (`current`), or none does (`current` is None:
+- `LeaseLostError`: another holder has the lease (`current`), or none does (`current` is None:
   it expired, or Redis lost its data). Stop writing with this lease; when nobody holds it, the
   node may compete again and, holding a new lease, find out which case it was.
 - `KeyspaceLostError`: the meta hash is gone (FLUSHALL, restart without persistence). The
@@ -36,12 +36,15 @@ IDEMPOTENCY_TTL_MS: Final = 24 * 3600 * 1000
 SNAPSHOT_GRACE_MS: Final = 60_000
 
 
-class FencedError(BrokerError):
-    """The caller no longer holds the lease; `current` is who does (None: nobody)."""
+class LeaseLostError(BrokerError):
+    """The caller no longer holds the lease; `current` is who does (None: nobody, or unknown).
 
-    def __init__(self, current: LeaseRecord | None) -> None:
+    Raised by the fenced scripts when they refuse a write, and by a candidate whose renewals
+    failed while it was taking office: the one name for "this process lost the lease"."""
+
+    def __init__(self, current: LeaseRecord | None, message: str | None = None) -> None:
         super().__init__(
-            f"lease lost; now held by {current.encode().decode() if current else None}"
+            message or f"lease lost; now held by {current.encode().decode() if current else None}"
         )
         self.current = current
 
@@ -248,7 +251,7 @@ def _flat(fields: dict[bytes, bytes]) -> list[Arg]:
 def _rejection(status: str, detail: list[str], version: int) -> BrokerError:
     first = detail[0] if detail else ""
     if status == "fenced":
-        return FencedError(LeaseRecord.decode(first) if first else None)
+        return LeaseLostError(LeaseRecord.decode(first) if first else None)
     if status == "nometa":
         return KeyspaceLostError("the meta hash is missing: Redis lost this service's data")
     if status == "epoch":

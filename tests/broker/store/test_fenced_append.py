@@ -10,9 +10,9 @@ from redis.asyncio import Redis
 from broker.store.codec import DeltaEntry, InputLogEntry, LeaseRecord
 from broker.store.fenced import (
     EpochChangedError,
-    FencedError,
     FencedWriter,
     KeyspaceLostError,
+    LeaseLostError,
     SnapshotMissingError,
     VersionConflictError,
     read_idempotency,
@@ -106,7 +106,7 @@ async def test_stale_holder_cannot_append_after_takeover(
     await new.append(delta(new, 2))
     # The old one wakes up and tries to publish its next version, then the same one again.
     for version in (2, 3):
-        with pytest.raises(FencedError) as caught:
+        with pytest.raises(LeaseLostError) as caught:
             await old.append(delta(old, version), writes(old, version))
         assert caught.value.current == new.lease
     assert await versions(redis_client, keyspace.deltas) == [b"1-0", b"2-0"]
@@ -119,7 +119,7 @@ async def test_expired_lease_fences_even_without_a_successor(
     writer = await lead(redis_client, keyspace, "a", ttl_ms=50)
     await init(redis_client, keyspace, writer)
     await asyncio.sleep(0.12)
-    with pytest.raises(FencedError) as caught:
+    with pytest.raises(LeaseLostError) as caught:
         await writer.append(delta(writer, 1))
     assert caught.value.current is None
 
@@ -130,7 +130,7 @@ async def test_same_holder_name_with_an_old_token_is_fenced(
     writer = await lead(redis_client, keyspace, "a")
     await init(redis_client, keyspace, writer)
     forged = FencedWriter(redis_client, keyspace, LeaseRecord(writer.lease.token + 1, "a"))
-    with pytest.raises(FencedError):
+    with pytest.raises(LeaseLostError):
         await forged.append(delta(forged, 1))
 
 

@@ -7,9 +7,9 @@ from redis.asyncio import Redis
 
 from broker.store.fenced import (
     EpochChangedError,
-    FencedError,
     FencedWriter,
     KeyspaceLostError,
+    LeaseLostError,
     SnapshotMissingError,
     StaleSnapshotError,
     VersionConflictError,
@@ -87,7 +87,7 @@ async def test_publish_snapshot_is_fenced(redis_client: Redis, keyspace: Keyspac
     writer = await _publish_setup(redis_client, keyspace, 3)
     await stage(redis_client, keyspace, "e1", 3)
     await redis_client.delete(keyspace.lease)
-    with pytest.raises(FencedError):
+    with pytest.raises(LeaseLostError):
         await writer.publish_snapshot("e1", 3, replaces=0, trim_before=4, now_ms=1)
     assert len(await versions(redis_client, keyspace.deltas)) == 3
 
@@ -125,7 +125,7 @@ async def test_flushall_fences_then_a_new_epoch_starts(
         await writer.append(delta(writer, 1))
         await redis.flushall()
         # The lease went with the data: the leader is fenced, by nobody.
-        with pytest.raises(FencedError) as caught:
+        with pytest.raises(LeaseLostError) as caught:
             await writer.append(delta(writer, 2))
         assert caught.value.current is None
         # It takes the lease again (the counter restarted) and finds the keyspace gone...
