@@ -25,6 +25,7 @@ from typing import Final
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from broker.runtime.clock import now_ms
 from broker.runtime.tasks import cancel_and_wait
 from broker.store.codec import CodecError, LeaseRecord, holder_node
 from broker.store.connection import honour_cancellation
@@ -107,7 +108,7 @@ class Membership:
                 logger.debug("ignoring the record of node %s: %s", name, err)
                 continue
             nodes[record.node_id] = record
-        cluster = Cluster(nodes, _lease_holder(lease), time.time_ns() // 1_000_000)
+        cluster = Cluster(nodes, _lease_holder(lease), now_ms())
         self._last_ok = time.monotonic()
         await self._publish(cluster)
         return cluster

@@ -20,11 +20,11 @@ of piling onto the node that looked emptiest a second ago.
 from __future__ import annotations
 
 import random
-import time
 from collections import defaultdict, deque
 from collections.abc import Collection, Mapping
 from typing import Final
 
+from broker.runtime import clock
 from broker.store.node_record import NodeRecord
 from proxy.errors import NoNodeError
 from proxy.membership import Cluster
@@ -57,14 +57,14 @@ class PlacementLedger:
         self._placed: defaultdict[str, deque[int]] = defaultdict(deque)
 
     def add(self, node_id: str, now_ms: int | None = None) -> None:
-        self._placed[node_id].append(_now_ms() if now_ms is None else now_ms)
+        self._placed[node_id].append(clock.now_ms() if now_ms is None else now_ms)
 
     def pending(self, node: NodeRecord, now_ms: int | None = None) -> int:
         """Placements on `node` its last heartbeat (ts_ms) cannot have counted yet."""
         placed = self._placed.get(node.node_id)
         if not placed:
             return 0
-        horizon = (_now_ms() if now_ms is None else now_ms) - _LEDGER_HORIZON_MS
+        horizon = (clock.now_ms() if now_ms is None else now_ms) - _LEDGER_HORIZON_MS
         while placed and placed[0] < horizon:
             placed.popleft()
         return sum(1 for ts in placed if ts >= node.ts_ms)
@@ -157,7 +157,3 @@ def _least_loaded(
     lowest = min(loads.values())
     # Ties broken at random: several proxies with the same view do not all pick one node.
     return (rng or random).choice([n for n in nodes if loads[n.node_id] == lowest])
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

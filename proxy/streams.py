@@ -20,7 +20,6 @@ never minted, was deleted, or nobody read it for the registry TTL.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -28,6 +27,7 @@ from typing import Any, Final, TypeVar
 from broker.http.errors import HttpError
 from broker.http.sse import parse_event_id
 from broker.json_bytes import dumps
+from broker.runtime.clock import now_ms
 from broker.store.node_record import NodeRecord
 from proxy import routing, stream_ids
 from proxy.errors import InvalidStreamIdError, NodeUnavailableError, NoNodeError
@@ -106,7 +106,7 @@ class StreamService:
                 continue
             if reply.status != 201:
                 return reply
-            record = StreamRecord(resource, params, node.node_id, _now_ms())
+            record = StreamRecord(resource, params, node.node_id, now_ms())
             try:
                 await self._registry.put(stream_id, record, digest)
             except RegistryError as err:
@@ -282,7 +282,3 @@ async def _registry_call(awaitable: Awaitable[_T]) -> _T:
     except RegistryError as err:
         logger.warning("%s", err)
         raise HttpError(503, "the stream registry is unavailable") from err
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -22,6 +22,7 @@ from typing import Final
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from broker.runtime.clock import now_ms
 from broker.runtime.tasks import cancel_and_wait
 from broker.store.connection import honour_cancellation
 from broker.store.keyspace import Keyspace
@@ -36,9 +37,6 @@ HEARTBEAT_TTL_MS: Final = 3000
 # when pods come and go under fresh names, while a node away for minutes is still listed.
 _PRUNE_AFTER_MS: Final = 60 * 60 * 1000
 
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Heartbeat:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from starlette.routing import BaseRoute
 
-from broker.cluster.heartbeat import Heartbeat, now_ms
+from broker.cluster.heartbeat import Heartbeat
 from broker.cluster.locator import LeaderLocator
 from broker.follower.forwarding import (
     FORWARD_TIMEOUT_S,
@@ -30,6 +30,7 @@ from broker.follower.forwarding import (
 from broker.follower.sync import MirrorSync
 from broker.http.errors import HttpError
 from broker.json_bytes import JsonDecodeError, dumps, loads
+from broker.runtime.clock import now_ms
 from broker.serving.admin import admin_routes
 from broker.serving.config import ServeConfig
 from broker.serving.metrics import NodeMetrics

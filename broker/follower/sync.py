@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
@@ -45,13 +44,16 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from broker.follower.mirror import build_mirror, read_mirror_snapshot
+from broker.runtime.backoff import Backoff
+from broker.runtime.clock import now_ms
 from broker.runtime.gc_pause import gc_paused
 from broker.serving.config import ServeConfig
 from broker.serving.hub import Hub
 from broker.store.codec import CodecError, DeltaEntry, Meta
 from broker.store.connection import honour_cancellation
-from broker.store.fenced import SnapshotMissingError, read_meta
+from broker.store.fenced import SnapshotMissingError
 from broker.store.keyspace import Keyspace
+from broker.store.reads import read_meta
 from broker.store.scripts import RedisCallError
 from graph import GraphError, Service, TickResult, UserCodeError
 
@@ -63,22 +65,6 @@ SyncState = Literal["loading", "catching up", "tailing", "waiting", "disconnecte
 BLOCK_MS: Final = 1000
 #: Entries read per round trip while catching up.
 BATCH: Final = 1000
-
-
-class Backoff:
-    """Capped exponential delays: `first`, doubling up to `cap`; `reset()` after a success."""
-
-    def __init__(self, first: float = 0.05, cap: float = 2.0) -> None:
-        self._first = first
-        self._cap = cap
-        self._next = first
-
-    def next(self) -> float:
-        delay, self._next = self._next, min(self._cap, self._next * 2)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self._first
 
 
 class MirrorSync:
@@ -100,7 +86,7 @@ class MirrorSync:
         self._config = config
         self._block_ms = block_ms
         self._batch = batch
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or Backoff(first=0.05)
         self._on_redis_error = on_redis_error
         self._resync_wanted = True
         # The applied version at the last resync request: asking again without progress (the
@@ -234,7 +220,7 @@ class MirrorSync:
                 )
                 return
             hub.publish(self._apply(hub, delta))
-            self.lag_ms = max(0, _now_ms() - delta.ts_ms)
+            self.lag_ms = max(0, now_ms() - delta.ts_ms)
         self.head = max(self.head, self.applied)
         if not entries and meta.head > self.applied:
             # Published, yet nothing after our position is readable: trimmed away.
@@ -292,6 +278,3 @@ def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
     streams = reply.values() if isinstance(reply, dict) else (item[1] for item in reply)
     return [(entry[0], entry[1]) for entries in streams for entry in entries]
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

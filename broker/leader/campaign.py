@@ -30,11 +30,13 @@ from broker.leader.config import LeaderContext
 from broker.leader.leadership import Leadership, StateSupersededError
 from broker.leader.lease import LeaderLease, LeaseHolder
 from broker.leader.rebuild import RebuildError, rebuild
+from broker.runtime.backoff import Backoff
 from broker.runtime.gc_pause import gc_paused
 from broker.store.codec import CodecError, LeaseRecord
 from broker.store.connection import honour_cancellation
-from broker.store.fenced import LeaseLostError, read_meta
+from broker.store.fenced import LeaseLostError
 from broker.store.node_record import NodeRecord
+from broker.store.reads import read_meta
 from broker.store.scripts import RedisCallError
 from graph import Engine, Service
 
@@ -51,22 +53,6 @@ class CandidateStatus:
     # The highest head version this candidate has seen in the keyspace: above 0 means
     # acknowledged writes existed, so a vanished keyspace is data loss, not a first start.
     seen_head: int = 0
-
-
-class Backoff:
-    """Capped exponential delays: 0.1 s, 0.2 s, ... up to `cap`."""
-
-    def __init__(self, first: float = 0.1, cap: float = 2.0) -> None:
-        self._first = first
-        self._cap = cap
-        self._next = first
-
-    def next(self) -> float:
-        delay, self._next = self._next, min(self._next * 2, self._cap)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self._first
 
 
 async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateStatus) -> Leadership:

@@ -32,6 +32,7 @@ from broker.errors import (
 from broker.leader.config import LeaderContext
 from broker.leader.rebuild import RebuildError, replay
 from broker.leader.snapshotter import Snapshotter, start_epoch
+from broker.runtime.clock import now_ms
 from broker.serving.hub import Hub
 from broker.store.codec import DeltaEntry, InputLogEntry, LeaseRecord, Meta
 from broker.store.fenced import (
@@ -41,10 +42,8 @@ from broker.store.fenced import (
     LeaseLostError,
     StaleSnapshotError,
     VersionConflictError,
-    appended,
-    read_idempotency,
-    read_meta,
 )
+from broker.store.reads import appended, read_idempotency, read_meta
 from broker.store.scripts import RedisCallError
 from graph import Engine, TickResult
 from graph.engine import PendingTick
@@ -115,7 +114,7 @@ class Leadership:
         started = time.perf_counter()
         version = self.engine.version + 1
         pending = self.engine.begin(batch, version)  # user code raising: 422, nothing appended
-        term, now = self.writer.lease.token, _now_ms()
+        term, now = self.writer.lease.token, now_ms()
         delta = DeltaEntry(version, self.epoch, term, now, pending.result.shared.changes)
         logged = InputLogEntry(version, term, now, batch, idempotency_key)
         try:
@@ -299,7 +298,3 @@ class Leadership:
             "term": self.writer.lease.token,
             "snapshot": self.snapshot_version,
         }
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

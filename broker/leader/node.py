@@ -21,13 +21,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from broker.cluster.heartbeat import Heartbeat, now_ms
+from broker.cluster.heartbeat import Heartbeat
 from broker.cluster.locator import LeaderLocator
 from broker.leader.campaign import CandidateStatus, keep_lease, win_office
 from broker.leader.config import LeaderConfig, LeaderContext
 from broker.leader.leadership import Leadership
 from broker.leader.lease import LeaderLease
 from broker.leader.roles import LeadingRole, StandbyRole
+from broker.runtime.clock import now_ms
 from broker.serving.config import ServeConfig
 from broker.serving.hub import Hub
 from broker.serving.metrics import NodeMetrics

@@ -14,10 +14,11 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 from broker.errors import BrokerError
 from broker.leader.config import LeaderContext
+from broker.runtime.clock import now_ms
 from broker.store.codec import Entry, Meta, new_epoch
 from broker.store.fenced import (
     EpochChangedError,
@@ -31,9 +32,6 @@ from broker.store.scripts import RedisCallError
 from broker.store.snapshot_codec import SnapshotManifest, snapshot_fields
 from broker.store.snapshots import stage_snapshot
 from graph import Engine
-
-if TYPE_CHECKING:
-    from broker.leader.leadership import Leadership
 
 logger = logging.getLogger("skiff.broker")
 
@@ -79,7 +77,7 @@ async def stage_capture(
         epoch=epoch,
         version=state.version,
         term=term,
-        created_ms=_now_ms(),
+        created_ms=now_ms(),
         chunk_size=ctx.config.chunk_size,
         inputs=state.inputs,
         shared=state.shared,
@@ -108,7 +106,7 @@ async def start_epoch(
     epoch = new_epoch()
     state = await capture(engine)
     await stage_capture(ctx, state, epoch, writer.lease.token)
-    now = _now_ms()
+    now = now_ms()
     meta = Meta(
         service=ctx.service.name,
         epoch=epoch,
@@ -124,10 +122,26 @@ async def start_epoch(
     return epoch, state.version
 
 
+class Snapshotting(Protocol):
+    """What the snapshotter reads and sets of the leadership it serves (leadership.py).
+
+    A protocol rather than an import: the leadership owns its snapshotter."""
+
+    lock: asyncio.Lock
+    engine: Engine
+    epoch: str
+    writer: FencedWriter
+    writable: bool
+    needs_sync: bool
+    snapshot_version: int
+
+    def lease_trouble(self, reason: str) -> None: ...
+
+
 class Snapshotter:
     """Takes the snapshots of one leadership, one at a time."""
 
-    def __init__(self, ctx: LeaderContext, leadership: Leadership) -> None:
+    def __init__(self, ctx: LeaderContext, leadership: Snapshotting) -> None:
         self._ctx = ctx
         self._leadership = leadership
         self._task: asyncio.Task[TrimResult | None] | None = None
@@ -174,7 +188,7 @@ class Snapshotter:
                 state.version,
                 replaces=replaces,
                 trim_before=replaces + 1,
-                now_ms=_now_ms(),
+                now_ms=now_ms(),
             )
         except LeaseLostError:
             lead.lease_trouble("a snapshot was fenced")
@@ -201,7 +215,3 @@ class Snapshotter:
             trimmed.inputs,
         )
         return trimmed
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from broker import json_bytes
 from broker.errors import BrokerError
 from broker.json_bytes import dumps
+from broker.runtime.clock import now_ms
 from broker.store.keyspace import LAYOUT_FORMAT
 
 Json = Any
@@ -68,7 +68,7 @@ def _is_entry(item: Json) -> bool:
 def new_epoch() -> str:
     """A fresh replication epoch: the creation time (base 36 ms, so epochs sort by age in a
     listing) and randomness (two leaders creating one in the same millisecond still differ)."""
-    return f"{_base36(time.time_ns() // 1_000_000)}-{secrets.token_hex(3)}"
+    return f"{_base36(now_ms())}-{secrets.token_hex(3)}"
 
 
 def _base36(n: int) -> str:

@@ -12,7 +12,8 @@ import pytest
 from redis.asyncio import Redis
 
 from broker import Hub, ServeConfig, create_app
-from broker.follower.sync import Backoff, MirrorSync
+from broker.follower.sync import MirrorSync
+from broker.runtime.backoff import Backoff
 from broker.store.keyspace import Keyspace
 from graph import Engine, Service
 from tests.support.scripted_leader import ScriptedLeader

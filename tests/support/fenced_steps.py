@@ -8,8 +8,9 @@ from redis.asyncio import Redis
 
 from broker.leader.lease import LeaderLease
 from broker.store.codec import DeltaEntry, Entry, InputLogEntry, LeaseRecord, Meta
-from broker.store.fenced import FencedWriter, read_meta
+from broker.store.fenced import FencedWriter
 from broker.store.keyspace import Keyspace
+from broker.store.reads import read_meta
 from broker.store.snapshot_codec import SnapshotManifest, snapshot_fields
 from broker.store.snapshots import stage_snapshot
 from tests.support.redis_server import stream_entries

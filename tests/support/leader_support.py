@@ -15,8 +15,8 @@ from broker.leader.config import LeaderConfig
 from broker.leader.leadership import Leadership
 from broker.leader.node import LeaderNode, leader_node
 from broker.store.codec import DeltaEntry, InputLogEntry, Meta
-from broker.store.fenced import read_meta
 from broker.store.keyspace import Keyspace, version_of
+from broker.store.reads import read_meta
 from graph import Service
 from tests.support.polling import eventually
 from tests.support.redis_server import stream_entries

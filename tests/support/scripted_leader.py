@@ -7,22 +7,19 @@ purpose (gaps, trims, new epochs) to exercise a follower's continuity checks.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from redis.asyncio import Redis
 
 from broker.leader.lease import LeaderLease
+from broker.runtime.clock import now_ms
 from broker.store.codec import DeltaEntry, Entry, InputLogEntry, LeaseRecord, Meta, new_epoch
-from broker.store.fenced import FencedWriter, read_meta
+from broker.store.fenced import FencedWriter
 from broker.store.keyspace import Keyspace, stream_id_of
+from broker.store.reads import read_meta
 from broker.store.snapshot_codec import SnapshotManifest, snapshot_fields
 from broker.store.snapshots import stage_snapshot
 from graph import Engine, Service
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class ScriptedLeader:

@@ -12,7 +12,8 @@ from redis.asyncio import Redis
 
 from broker import ServeConfig
 from broker.client import Init, Update
-from broker.follower.sync import Backoff, MirrorSync
+from broker.follower.sync import MirrorSync
+from broker.runtime.backoff import Backoff
 from broker.store.keyspace import Keyspace
 from graph import (
     Context,

@@ -15,10 +15,9 @@ from broker.store.fenced import (
     LeaseLostError,
     SnapshotMissingError,
     VersionConflictError,
-    read_idempotency,
-    read_meta,
 )
 from broker.store.keyspace import Keyspace
+from broker.store.reads import read_idempotency, read_meta
 from tests.support.fenced_steps import delta, init, lead, meta_at, stage, versions, writes
 from tests.support.redis_server import stream_entries
 
