@@ -20,10 +20,12 @@ from typing import TypeVar
 from redis.asyncio import Redis
 
 from broker.store.connection import connect
+from broker.store.discovery import find_services
 from broker.store.keyspace import Keyspace
+from broker.store.scripts import RedisCallError
 from proxy.config import ProxyConfig
 from proxy.errors import ProxyError
-from proxy.membership import Cluster, Membership, discover_service
+from proxy.membership import Cluster, Membership
 from proxy.metrics import ProxyMetrics
 from proxy.passthrough import RelayBoard
 from proxy.registry import KeepAlive, StreamRegistry
@@ -174,7 +176,10 @@ async def _discover(redis: Redis, every_s: float = 1.0) -> str:
     """The one service registered in this Redis, waiting for its first node if need be."""
     waited = False
     while True:
-        services = await discover_service(redis)
+        try:
+            services = await find_services(redis, "nodes")
+        except RedisCallError as err:
+            raise ProxyError(f"cannot scan Redis for services: {err}") from err
         if len(services) == 1:
             return services[0]
         if len(services) > 1:

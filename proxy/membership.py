@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Final
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
@@ -35,7 +34,6 @@ from proxy.errors import ProxyError
 
 logger = logging.getLogger("skiff.proxy")
 
-_DISCOVERY_PATTERN: Final = "skiff:{*}:nodes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,15 +187,3 @@ def _log_changes(before: Cluster, after: Cluster) -> None:
             )
     if before.leader_id != after.leader_id and after.leader_id is not None:
         logger.info("leader is now %s", after.leader_id)
-
-
-async def discover_service(redis: Redis) -> list[str]:
-    """The names of the services with a `nodes` index in this Redis database."""
-    found: set[str] = set()
-    try:
-        async for key in redis.scan_iter(match=_DISCOVERY_PATTERN, count=500):
-            text = bytes(key).decode(errors="replace")
-            found.add(text[len("skiff:{") : -len("}:nodes")])
-    except (redis_errors.RedisError, OSError) as err:
-        raise ProxyError(f"cannot scan Redis for services: {err}") from err
-    return sorted(found)

@@ -79,15 +79,6 @@ class ClusterView:
         }
 
 
-async def list_services(redis: Redis) -> list[str]:
-    """The services with a meta hash in this Redis."""
-    names = set()
-    async for key in redis.scan_iter(match="skiff:{*}:meta", count=500):
-        text = key.decode() if isinstance(key, bytes) else str(key)
-        names.add(text[len("skiff:{") : -len("}:meta")])
-    return sorted(names)
-
-
 async def read_cluster(redis: Redis, keyspace: Keyspace) -> ClusterView:
     """Everything `skiff inspect` shows about one service. Raises redis errors."""
     async with redis.pipeline(transaction=True) as pipe:

@@ -55,7 +55,7 @@ class Keyspace:
     @property
     def prefix(self) -> str:
         """`skiff:{S}:` — every key of the service starts with it."""
-        return f"skiff:{{{self.service}}}:"
+        return f"{_PREFIX_HEAD}{self.service}}}:"
 
     @property
     def pattern(self) -> str:
@@ -118,6 +118,26 @@ class Keyspace:
         """String (with TTL): the node hosting the resource instance with digest `instance` —
         the proxy's hint for sending identical `(resource, params)` streams to one follower."""
         return self.prefix + "placement:" + _check_id("instance digest", instance)
+
+
+#: Keys whose presence marks a service in a Redis database: `meta` once a leader initialised
+#: its keyspace, `nodes` once a node announced itself.
+ServiceMarker = Literal["meta", "nodes"]
+_PREFIX_HEAD: Final = "skiff:{"
+
+
+def services_pattern(marker: ServiceMarker) -> str:
+    """A SCAN pattern matching the `marker` key of every service."""
+    return f"{_PREFIX_HEAD}*}}:{marker}"
+
+
+def service_of(key: str, marker: ServiceMarker) -> str | None:
+    """The service whose `marker` key `key` is, or None when it is not one."""
+    tail = f"}}:{marker}"
+    if not (key.startswith(_PREFIX_HEAD) and key.endswith(tail)):
+        return None
+    name = key[len(_PREFIX_HEAD) : -len(tail)]
+    return name if _SERVICE_NAME.fullmatch(name) else None
 
 
 #: Field of a snapshot hash holding the encoded codec.SnapshotManifest.

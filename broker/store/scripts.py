@@ -56,8 +56,10 @@ class RedisCallError(BrokerError):
         self.transient = transient
 
     @classmethod
-    def wrap(cls, what: str, err: redis_errors.RedisError) -> RedisCallError:
-        transient = isinstance(err, redis_errors.ConnectionError | redis_errors.TimeoutError)
+    def wrap(cls, what: str, err: redis_errors.RedisError | OSError) -> RedisCallError:
+        transient = isinstance(
+            err, redis_errors.ConnectionError | redis_errors.TimeoutError | OSError
+        )
         return cls(f"{what} failed: {err}", transient=transient)
 
 

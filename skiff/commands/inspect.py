@@ -10,11 +10,13 @@ from dataclasses import dataclass
 
 from redis import exceptions as redis_errors
 
-from broker.cluster.inspect import list_services, read_cluster, render_text
+from broker.cluster.inspect import read_cluster, render_text
 from broker.errors import BrokerError
 from broker.json_bytes import dumps
 from broker.store.connection import connect, redacted
+from broker.store.discovery import find_services
 from broker.store.keyspace import Keyspace
+from broker.store.scripts import RedisCallError
 from skiff.commands.options import require_redis
 
 
@@ -42,11 +44,11 @@ class InspectCommand:
 async def _inspect(url: str, service: str | None, as_json: bool) -> int:
     redis = connect(url)
     try:
-        names = [service] if service else await list_services(redis)
+        names = [service] if service else await find_services(redis)
         if not names:
             raise BrokerError(f"no skiff service in {redacted(url)}")
         views = [await read_cluster(redis, Keyspace(name)) for name in names]
-    except redis_errors.RedisError as err:
+    except (redis_errors.RedisError, RedisCallError) as err:
         raise BrokerError(f"cannot read {redacted(url)}: {err}") from err
     finally:
         await redis.aclose()

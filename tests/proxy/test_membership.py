@@ -11,10 +11,10 @@ from redis.asyncio import Redis
 from broker.cluster.heartbeat import Heartbeat
 from broker.store.codec import LeaseRecord
 from broker.store.connection import connect
+from broker.store.discovery import find_services
 from broker.store.keyspace import Keyspace
 from broker.store.node_record import NodeRecord
 from proxy import Cluster, Membership, ProxyError
-from proxy.membership import discover_service
 from tests.support.redis_server import ServerFactory
 
 pytestmark = pytest.mark.timeout(20)
@@ -118,5 +118,5 @@ async def test_wait_for_times_out(redis_client: Redis, keyspace: Keyspace) -> No
 async def test_discover_service(redis_client: Redis, keyspace: Keyspace) -> None:
     beat = Heartbeat(redis_client, keyspace, "f-0", record, interval_s=0.1, ttl_ms=5_000)
     await beat.beat()
-    assert keyspace.service in await discover_service(redis_client)
+    assert keyspace.service in await find_services(redis_client, "nodes")
     await beat.deregister()
