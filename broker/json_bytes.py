@@ -12,10 +12,12 @@ from typing import Any
 
 import orjson
 
+from broker.errors import BrokerError
+
 Json = Any
 
 
-class JsonDecodeError(ValueError):
+class JsonDecodeError(BrokerError, ValueError):
     """The bytes are not one well-formed JSON document."""
 
 

@@ -30,7 +30,7 @@ from broker.runtime.tasks import cancel_and_wait
 from broker.store.codec import CodecError, loads
 from broker.store.connection import honour_cancellation
 from broker.store.keyspace import Keyspace
-from proxy.errors import ProxyError
+from proxy.errors import ProxyConfigError, ProxyError
 
 Json = Any
 
@@ -107,7 +107,7 @@ def _sorted(value: Json) -> Json:
 class StreamRegistry:
     def __init__(self, redis: Redis, keyspace: Keyspace, ttl_ms: int) -> None:
         if ttl_ms < 1:
-            raise ValueError(f"registry ttl must be >= 1 ms, got {ttl_ms}")
+            raise ProxyConfigError(f"registry ttl must be >= 1 ms, got {ttl_ms}")
         self._redis = redis
         self._keys = keyspace
         self.ttl_ms = ttl_ms

@@ -22,6 +22,7 @@ from typing import Final
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from broker.errors import ConfigError
 from broker.runtime.clock import now_ms
 from broker.runtime.tasks import cancel_and_wait
 from broker.store.connection import honour_cancellation
@@ -58,7 +59,7 @@ class Heartbeat:
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         if interval_s <= 0 or ttl_ms <= interval_s * 1000:
-            raise ValueError("the heartbeat ttl must outlast its interval")
+            raise ConfigError("the heartbeat ttl must outlast its interval")
         self._redis = redis
         self._keys = keyspace
         self._node_key = keyspace.node(node_id)  # validates the id early

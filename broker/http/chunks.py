@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from starlette.types import Message, Receive, Send
 
+from broker.errors import BrokerError
 from broker.http.eager_send import PendingSend, start_send
 
 
@@ -68,7 +69,7 @@ class ChunkSource(ABC):
             waiter.set_result(None)
 
 
-class ClientStuckError(TimeoutError):
+class ClientStuckError(BrokerError, TimeoutError):
     """A write waited longer than the send timeout: the client stopped reading."""
 
 

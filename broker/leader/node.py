@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from broker.cluster.heartbeat import Heartbeat
 from broker.cluster.locator import LeaderLocator
+from broker.errors import ConfigError
 from broker.leader.campaign import CandidateStatus, keep_lease, win_office
 from broker.leader.config import LeaderConfig, LeaderContext
 from broker.leader.leadership import Leadership
@@ -234,7 +235,7 @@ class LeaderNode:
 def _port(url: str | None) -> int:
     port = urlsplit(url or "").port
     if port is None:
-        raise ValueError(f"no port in {url!r}")
+        raise ConfigError(f"no port in {url!r}")
     return port
 
 
