@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from redis.asyncio import Redis
 
+from broker.runtime.tasks import Supervisor
 from broker.store.connection import connect
 from broker.store.discovery import find_services
 from broker.store.keyspace import Keyspace
@@ -54,6 +55,8 @@ class Gateway:
         #: Set at shutdown: every relayed stream ends (its client reconnects elsewhere).
         self.stopping = asyncio.Event()
         self._stack = contextlib.AsyncExitStack()
+        #: Owns the proxy's background tasks (membership poll, keepalive).
+        self.tasks = Supervisor("proxy")
         self._redis: Redis | None = None
         self._membership: Membership | None = None
         self._keepalive: KeepAlive | None = None
@@ -131,6 +134,7 @@ class Gateway:
             # aclose() leaves a pool it was handed open: close both.
             self._stack.push_async_callback(redis.connection_pool.disconnect)
             self._stack.push_async_callback(redis.aclose)
+            self._stack.push_async_callback(self.tasks.aclose)
             service = config.service or await _discover(redis)
             self.keyspace = keyspace = Keyspace(service)
             self._membership = await self._stack.enter_async_context(
@@ -139,11 +143,12 @@ class Gateway:
                     keyspace,
                     interval_s=config.poll_interval_s,
                     on_change=self._membership_changed,
+                    tasks=self.tasks,
                 )
             )
             registry = StreamRegistry(redis, keyspace, config.stream_ttl_ms)
             self._keepalive = await self._stack.enter_async_context(
-                KeepAlive(registry, config.stream_ttl_s / 3)
+                KeepAlive(registry, config.stream_ttl_s / 3, tasks=self.tasks)
             )
             self._upstream = Upstream(
                 token=config.control_token,

@@ -25,7 +25,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from broker.runtime.clock import now_ms
-from broker.runtime.tasks import cancel_and_wait
+from broker.runtime.tasks import Supervisor, stop_all
 from broker.store.codec import CodecError, LeaseRecord, holder_node
 from broker.store.connection import honour_cancellation
 from broker.store.keyspace import Keyspace
@@ -66,6 +66,7 @@ class Membership:
         interval_s: float = 0.25,
         stale_after_s: float = 3.0,
         on_change: Callable[[Cluster, Cluster], None] | None = None,
+        tasks: Supervisor | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keyspace
@@ -75,6 +76,7 @@ class Membership:
         self.cluster = Cluster()
         self._last_ok: float | None = None
         self._changed = asyncio.Condition()
+        self._tasks = tasks or Supervisor("proxy membership")
         self._task: asyncio.Task[None] | None = None
         self._failing = 0
 
@@ -126,7 +128,7 @@ class Membership:
     async def __aenter__(self) -> Membership:
         with contextlib.suppress(ProxyError):
             await self.refresh()
-        self._task = asyncio.create_task(self._run(), name="proxy membership")
+        self._task = self._tasks.spawn(self._run(), name="proxy membership")
         return self
 
     async def __aexit__(
@@ -136,7 +138,8 @@ class Membership:
         tb: TracebackType | None,
     ) -> None:
         task, self._task = self._task, None
-        await cancel_and_wait(task)
+        if task is not None:
+            await stop_all(task)
 
     async def _run(self) -> None:
         while True:

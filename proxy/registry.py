@@ -26,7 +26,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from broker.json_bytes import dumps
-from broker.runtime.tasks import cancel_and_wait
+from broker.runtime.tasks import Supervisor, stop_all
 from broker.store.codec import CodecError, loads
 from broker.store.connection import honour_cancellation
 from broker.store.keyspace import Keyspace
@@ -178,9 +178,12 @@ class KeepAlive:
     """Keeps the records of the streams this proxy relays from expiring: every `interval_s`
     one pipeline of PEXPIREs for all of them (not one timer per stream)."""
 
-    def __init__(self, registry: StreamRegistry, interval_s: float) -> None:
+    def __init__(
+        self, registry: StreamRegistry, interval_s: float, *, tasks: Supervisor | None = None
+    ) -> None:
         self._registry = registry
         self._interval_s = interval_s
+        self._tasks = tasks or Supervisor("proxy stream keepalive")
         self._held: Counter[str] = Counter()
         self._task: asyncio.Task[None] | None = None
 
@@ -204,12 +207,13 @@ class KeepAlive:
         return len(self._held)
 
     async def __aenter__(self) -> KeepAlive:
-        self._task = asyncio.create_task(self._run(), name="proxy stream keepalive")
+        self._task = self._tasks.spawn(self._run(), name="proxy stream keepalive")
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         task, self._task = self._task, None
-        await cancel_and_wait(task)
+        if task is not None:
+            await stop_all(task)
 
     async def _run(self) -> None:
         while True:

@@ -68,7 +68,7 @@ async def serving(
             ),
             gateway,
         )
-        task = asyncio.create_task(server.serve())
+        task = gateway.tasks.spawn(server.serve(), name="http server", report=False)
         try:
             while not server.started:
                 if task.done():

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from broker.errors import ConfigError
 from broker.runtime.clock import now_ms
-from broker.runtime.tasks import cancel_and_wait
+from broker.runtime.tasks import Supervisor, stop_all
 from broker.store.connection import honour_cancellation
 from broker.store.keyspace import Keyspace
 from broker.store.node_record import NodeRecord
@@ -57,6 +57,7 @@ class Heartbeat:
         interval_s: float = HEARTBEAT_INTERVAL_S,
         ttl_ms: int = HEARTBEAT_TTL_MS,
         on_error: Callable[[Exception], None] | None = None,
+        tasks: Supervisor | None = None,
     ) -> None:
         if interval_s <= 0 or ttl_ms <= interval_s * 1000:
             raise ConfigError("the heartbeat ttl must outlast its interval")
@@ -68,6 +69,7 @@ class Heartbeat:
         self._interval_s = interval_s
         self._ttl_ms = ttl_ms
         self._on_error = on_error
+        self._tasks = tasks or Supervisor(f"heartbeat {node_id}")
         self._task: asyncio.Task[None] | None = None
         #: Failed Redis calls so far, and the time (ms) of the last successful beat.
         self.errors = 0
@@ -104,7 +106,7 @@ class Heartbeat:
         return True
 
     async def __aenter__(self) -> Heartbeat:
-        self._task = asyncio.create_task(self._run(), name=f"heartbeat {self.node_id}")
+        self._task = self._tasks.spawn(self._run(), name=f"heartbeat {self.node_id}")
         return self
 
     async def __aexit__(
@@ -114,7 +116,8 @@ class Heartbeat:
         tb: TracebackType | None,
     ) -> None:
         task, self._task = self._task, None
-        await cancel_and_wait(task)
+        if task is not None:
+            await stop_all(task)
         await self.deregister()
 
     async def _run(self) -> None:

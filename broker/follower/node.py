@@ -9,8 +9,6 @@ hub drains its readers), close the clients.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -31,6 +29,7 @@ from broker.follower.sync import MirrorSync
 from broker.http.errors import HttpError
 from broker.json_bytes import JsonDecodeError, dumps, loads
 from broker.runtime.clock import now_ms
+from broker.runtime.tasks import Supervisor, stop_all
 from broker.serving.admin import admin_routes
 from broker.serving.config import ServeConfig
 from broker.serving.metrics import NodeMetrics
@@ -169,6 +168,15 @@ async def follower_node(
     redis = connect(redis_url)
     metrics = NodeMetrics("follower", node_id)
     started_ms = now_ms()
+    sync: MirrorSync | None = None
+
+    def failed(name: str, error: BaseException) -> None:
+        # The replication loop handles every failure it expects; one it did not leaves the
+        # mirror behind: the node stops being ready (the proxy routes elsewhere) and says why.
+        if sync is not None:
+            sync.halt(f"{name} failed: {error!r}")
+
+    tasks = Supervisor(f"follower {node_id}", on_failure=failed)
     try:
         sync = MirrorSync(
             redis, keyspace, service, config, on_redis_error=lambda _: metrics.redis_errors.inc()
@@ -179,7 +187,7 @@ async def follower_node(
             forwarder = WriteForwarder(LeaderLocator(redis, keyspace), client, node_id)
             role = FollowerRole(sync, forwarder, metrics, config, service, node_id)
             async with serving(
-                hub, config, node=role, log_level=log_level, access_log=access_log
+                hub, config, node=role, log_level=log_level, access_log=access_log, tasks=tasks
             ) as running_node:
                 url = advertise_url or running_node.url
 
@@ -201,18 +209,19 @@ async def follower_node(
 
                 heartbeat = Heartbeat(
                     redis, keyspace, node_id, record,
-                    on_error=lambda _: metrics.redis_errors.inc(),
+                    on_error=lambda _: metrics.redis_errors.inc(), tasks=tasks,
                 )  # fmt: skip
                 async with heartbeat:
-                    task = asyncio.create_task(sync.run(), name=f"follower sync {node_id}")
+                    task = tasks.spawn(sync.run(), name=f"follower sync {node_id}")
                     try:
                         yield FollowerNode(running_node, role, heartbeat)
                     finally:
-                        task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task
+                        await stop_all(task)
     finally:
-        await redis.aclose()
+        try:
+            await tasks.aclose()
+        finally:
+            await redis.aclose()
 
 
 async def run_follower(

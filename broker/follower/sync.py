@@ -257,6 +257,10 @@ class MirrorSync:
             hub.drop_instances("user code failed")
             return hub.engine.apply(delta.changes, version=delta.version)
 
+    def halt(self, reason: str) -> None:
+        """The loop stopped on an error it could not handle: not ready, with `reason`."""
+        self._enter("stalled", reason)
+
     def _want_resync(self, why: str) -> None:
         logger.info("follower resyncing: %s", why)
         self._resync_wanted = True

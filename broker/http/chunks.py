@@ -132,6 +132,8 @@ class ChunkWriter:
             return False
         if pending is None:
             return True
+        # Owned by this writer: run() cancels it on the way out, and _flush reports every
+        # error it meets through _fail.
         self._flushing = asyncio.get_running_loop().create_task(self._flush(pending))
         return False
 

@@ -32,6 +32,7 @@ from broker.leader.lease import LeaderLease, LeaseHolder
 from broker.leader.rebuild import RebuildError, rebuild
 from broker.runtime.backoff import Backoff
 from broker.runtime.gc_pause import gc_paused
+from broker.runtime.tasks import stop_all
 from broker.store.codec import CodecError, LeaseRecord
 from broker.store.connection import honour_cancellation
 from broker.store.fenced import LeaseLostError
@@ -181,15 +182,13 @@ async def keep_lease(ctx: LeaderContext, lead: Leadership, lease: LeaderLease) -
 
 
 async def _take_office(ctx: LeaderContext, lease: LeaderLease, record: LeaseRecord) -> Leadership:
-    renewer = asyncio.create_task(_renew_forever(lease, record, ctx.config.renew_interval_s))
-    office = asyncio.create_task(_office(ctx, record))
+    renewing = _renew_forever(lease, record, ctx.config.renew_interval_s)
+    renewer = ctx.tasks.spawn(renewing, name="renewals while taking office", report=False)
+    office = ctx.tasks.spawn(_office(ctx, record), name="taking office", report=False)
     try:
         await asyncio.wait({renewer, office}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (renewer, office):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(renewer, office, return_exceptions=True)
+        await stop_all(*(task for task in (renewer, office) if not task.done()))
     if office.cancelled():
         renewer.result()  # raises what stopped the renewals
         raise LeaseLostError(None, "the lease was lost while taking office")

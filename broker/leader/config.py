@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from broker.errors import ConfigError
+from broker.runtime.tasks import Supervisor
 from broker.serving.metrics import NodeMetrics
 from broker.store.keyspace import Keyspace
 from graph import Service
@@ -72,3 +73,5 @@ class LeaderContext:
     service: Service
     config: LeaderConfig
     metrics: NodeMetrics
+    #: Owns the node's background tasks (lease keeper, snapshots, campaign).
+    tasks: Supervisor

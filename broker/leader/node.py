@@ -30,6 +30,7 @@ from broker.leader.leadership import Leadership
 from broker.leader.lease import LeaderLease
 from broker.leader.roles import LeadingRole, StandbyRole
 from broker.runtime.clock import now_ms
+from broker.runtime.tasks import Supervisor, stop_all
 from broker.serving.config import ServeConfig
 from broker.serving.hub import Hub
 from broker.serving.metrics import NodeMetrics
@@ -103,6 +104,7 @@ class LeaderNode:
             self.node_id,
             self._record,
             on_error=lambda _: self.ctx.metrics.redis_errors.inc(),
+            tasks=self.ctx.tasks,
         )
         async with heartbeat:
             while not self._stopping.is_set():
@@ -117,7 +119,9 @@ class LeaderNode:
         hub = Hub(Engine(self.ctx.service), run=_STANDBY_RUN, config=self._config)
         role = StandbyRole(self.node_id, self.status, self._locator, self.ctx.metrics)
         async with self._serve(hub, role) as running:
-            campaign = asyncio.create_task(win_office(self.ctx, self.lease, self.status))
+            campaign = self.ctx.tasks.spawn(
+                win_office(self.ctx, self.lease, self.status), name="campaign", report=False
+            )
             if await self._until(running, campaign):
                 lead = campaign.result()
                 if not self._stopping.is_set():
@@ -139,8 +143,9 @@ class LeaderNode:
             lead.engine.version,
             lead.writer.lease.token,
         )
-        keeper = asyncio.create_task(keep_lease(self.ctx, lead, self.lease))
-        snapshots = asyncio.create_task(lead.snapshotter.run())
+        tasks = self.ctx.tasks
+        keeper = tasks.spawn(keep_lease(self.ctx, lead, self.lease), name="lease keeper")
+        snapshots = tasks.spawn(lead.snapshotter.run(), name="snapshot timer")
         try:
             role = LeadingRole(lead, hub, self._config, self.ctx.metrics)
             async with self._serve(hub, role) as running:
@@ -151,9 +156,7 @@ class LeaderNode:
                     async with lead.lock:  # the write in flight completes first
                         await self._release(lead)
         finally:
-            for task in (keeper, snapshots):
-                task.cancel()
-            await asyncio.gather(keeper, snapshots, return_exceptions=True)
+            await stop_all(keeper, snapshots)
             await lead.snapshotter.close()
             await self._release(lead)
             lead.hub = None
@@ -161,18 +164,17 @@ class LeaderNode:
 
     async def _until(self, running: RunningNode, task: asyncio.Task[Any]) -> bool:
         """Wait for `task`; False when the node stops (or its server ends) first."""
-        stop = asyncio.create_task(self._stopping.wait())
-        closed = asyncio.create_task(running.wait_closed())
+        tasks = self.ctx.tasks
+        stop = tasks.spawn(self._stopping.wait(), name="until stopping", report=False)
+        closed = tasks.spawn(running.wait_closed(), name="until closed", report=False)
         try:
             await asyncio.wait({task, stop, closed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for waiter in (stop, closed):
-                waiter.cancel()
+            await stop_all(stop, closed)
         if task.done():
             return True
         self._stopping.set()  # a server ending on its own (a signal) stops the node
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_all(task)
         return False
 
     @contextlib.asynccontextmanager
@@ -186,7 +188,12 @@ class LeaderNode:
                 control_port=None if self.control_url == self.url else _port(self.control_url),
             )
         async with serving(
-            hub, config, node=role, log_level=self._log_level, access_log=self._access_log
+            hub,
+            config,
+            node=role,
+            log_level=self._log_level,
+            access_log=self._access_log,
+            tasks=self.ctx.tasks,
         ) as running:
             self.url, self.control_url = running.url, running.control_url
             self._running = running
@@ -252,13 +259,23 @@ async def leader_node(
     """Run a leader candidate of `service` until the block exits; yields once it listens."""
     redis = connect(redis_url)
     metrics = NodeMetrics("leader", leader_config.node_id)
-    ctx = LeaderContext(redis, Keyspace(service.name), service, leader_config, metrics)
+    node: LeaderNode | None = None
+
+    def failed(name: str, error: BaseException) -> None:
+        # A background task of a leadership (the snapshots, say) died on an error nobody
+        # expected: step down, so that this node or another takes office afresh.
+        lead = node.leadership if node is not None else None
+        if lead is not None:
+            lead.lose(f"{name} failed: {error!r}")
+
+    tasks = Supervisor(f"leader {leader_config.node_id}", on_failure=failed)
+    ctx = LeaderContext(redis, Keyspace(service.name), service, leader_config, metrics, tasks)
     node = LeaderNode(ctx, config, log_level=log_level, access_log=access_log)
-    task = asyncio.create_task(node.run(), name=f"leader {leader_config.node_id}")
+    task = tasks.spawn(node.run(), name=f"leader {leader_config.node_id}", report=False)
     try:
-        serving_ = asyncio.create_task(node.wait_serving())
+        serving_ = tasks.spawn(node.wait_serving(), name="until serving", report=False)
         await asyncio.wait({task, serving_}, return_when=asyncio.FIRST_COMPLETED)
-        serving_.cancel()
+        await stop_all(serving_)
         if task.done():
             task.result()
         yield node
@@ -267,4 +284,7 @@ async def leader_node(
         try:
             await task
         finally:
-            await redis.aclose()
+            try:
+                await tasks.aclose()
+            finally:
+                await redis.aclose()

@@ -19,6 +19,7 @@ from typing import Final, Protocol
 from broker.errors import BrokerError
 from broker.leader.config import LeaderContext
 from broker.runtime.clock import now_ms
+from broker.runtime.tasks import stop_all
 from broker.store.codec import Entry, Meta, new_epoch
 from broker.store.fenced import (
     EpochChangedError,
@@ -144,6 +145,7 @@ class Snapshotter:
     def __init__(self, ctx: LeaderContext, leadership: Snapshotting) -> None:
         self._ctx = ctx
         self._leadership = leadership
+        self._tasks = ctx.tasks
         self._task: asyncio.Task[TrimResult | None] | None = None
         self._last_s = time.monotonic()
 
@@ -151,7 +153,7 @@ class Snapshotter:
         """Start a snapshot in the background when enough versions accumulated."""
         due = version - self._leadership.snapshot_version >= self._ctx.config.snapshot_every
         if due and (self._task is None or self._task.done()):
-            self._task = asyncio.create_task(self.snapshot(), name="snapshot")
+            self._task = self._tasks.spawn(self.snapshot(), name="snapshot")
 
     async def run(self) -> None:
         """The time-based trigger (runs until cancelled)."""
@@ -161,13 +163,12 @@ class Snapshotter:
             stale = self._leadership.engine.version > self._leadership.snapshot_version
             if stale and time.monotonic() - self._last_s >= interval:
                 if self._task is None or self._task.done():
-                    self._task = asyncio.create_task(self.snapshot(), name="snapshot")
+                    self._task = self._tasks.spawn(self.snapshot(), name="snapshot")
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        if task is not None:
+            await stop_all(task)
 
     async def snapshot(self) -> TrimResult | None:
         """Snapshot the current version now; None when there was nothing new or it failed."""

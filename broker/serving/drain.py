@@ -16,7 +16,6 @@ window stops the node without waiting for the rest of it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from starlette.requests import Request
@@ -24,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from broker.http.auth import ControlToken
+from broker.runtime.tasks import Supervisor, stop_all
 from broker.serving.hub import Hub
 
 logger = logging.getLogger("skiff.broker")
@@ -38,11 +38,19 @@ def close_offsets(count: int, window_s: float) -> list[float]:
 
 
 class Drain:
-    def __init__(self, hub: Hub, window_s: float, *, control_token: str | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        window_s: float,
+        *,
+        control_token: str | None = None,
+        tasks: Supervisor | None = None,
+    ) -> None:
         self._hub = hub
         self.window_s = window_s
         self._token = ControlToken(control_token)
         self._loop = asyncio.get_running_loop()
+        self._tasks = tasks or Supervisor("drain")
         self._task: asyncio.Task[None] | None = None
         self.finished = asyncio.Event()
 
@@ -55,7 +63,7 @@ class Drain:
         if self._task is not None:
             return False
         self._hub.stop_intake()
-        self._task = self._loop.create_task(self._run(), name="drain")
+        self._task = self._tasks.spawn(self._run(), name="drain")
         return True
 
     def start_threadsafe(self) -> None:
@@ -65,9 +73,7 @@ class Drain:
     async def aclose(self) -> None:
         task, self._task = self._task, None
         if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_all(task)
 
     def route(self) -> Route:
         """`POST /v1/admin/drain` (control token required when one is configured): 202."""
@@ -83,6 +89,13 @@ class Drain:
         return Route("/v1/admin/drain", drain, methods=["POST"])
 
     async def _run(self) -> None:
+        try:
+            await self._end_streams()
+        finally:
+            # Even a drain that failed lets the node shut down (the failure is logged).
+            self.finished.set()
+
+    async def _end_streams(self) -> None:
         stream_ids = self._hub.connected_stream_ids()
         logger.info("draining: ending %d stream(s) over %g s", len(stream_ids), self.window_s)
         started = self._loop.time()
@@ -93,5 +106,4 @@ class Drain:
             if delay > 0:
                 await asyncio.sleep(delay)
             self._hub.disconnect(stream_id, "draining")
-        self.finished.set()
         logger.info("drained")

@@ -32,6 +32,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from broker.errors import BrokerError
 from broker.http.sse import new_run_id
+from broker.runtime.tasks import Supervisor
 from broker.serving.app import create_app
 from broker.serving.config import ServeConfig
 from broker.serving.drain import Drain
@@ -94,11 +95,17 @@ async def serving(
     node: NodeRole | None = None,
     log_level: str | None = None,
     access_log: bool = False,
+    tasks: Supervisor | None = None,
 ) -> AsyncIterator[RunningNode]:
-    """Serve `hub` over HTTP with `node` deciding writes and readiness (leader, follower)."""
+    """Serve `hub` over HTTP with `node` deciding writes and readiness (leader, follower).
+
+    `tasks`: the node's supervisor, which owns the server and drain tasks (one of its own
+    when None)."""
+    own = tasks is None
+    tasks = tasks or Supervisor("node")
     sockets = _bind_all(config)
     ports = [sock.getsockname()[1] for sock in sockets]
-    drain = Drain(hub, config.drain_window_s, control_token=config.control_token)
+    drain = Drain(hub, config.drain_window_s, control_token=config.control_token, tasks=tasks)
     admin = [drain.route()]
     if config.control_port is None:
         app: ASGIApp = create_app(hub, config, node=node, extra_routes=admin)
@@ -121,7 +128,7 @@ async def serving(
         hub,
         drain,
     )
-    task = asyncio.create_task(server.serve(sockets))
+    task = tasks.spawn(server.serve(sockets), name="http server")
     try:
         await _until_started(server, task)
         urls = [_url(config.host, port) for port in ports]
@@ -132,6 +139,8 @@ async def serving(
             await task
         finally:
             await drain.aclose()
+            if own:
+                await tasks.aclose()
 
 
 async def serve(

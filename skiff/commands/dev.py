@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 from dataclasses import dataclass
 
 from broker.errors import BrokerError
+from broker.runtime.tasks import stop_all
 from broker.serving.loading import load_service
 from skiff.dev.cluster import DevCluster, DevOptions
 
@@ -72,9 +72,7 @@ async def _run(options: DevOptions) -> int:
         starting = asyncio.create_task(cluster.start())
         await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if not starting.done():
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, BrokerError):
-                await starting
+            await stop_all(starting)
             return 0
         starting.result()
         cluster.say(f"ready: open {cluster.url}   (Ctrl-C stops everything)")

@@ -26,6 +26,7 @@ from typing import TextIO
 import httpx
 
 from broker.errors import BrokerError
+from broker.runtime.tasks import Supervisor, stop_all
 from skiff.dev.embedded_redis import EmbeddedRedis, free_port
 
 _COLORS = ("36", "33", "32", "35", "34", "31")
@@ -47,8 +48,11 @@ class DevOptions:
 class Child:
     """One `skiff` subprocess whose output is relayed line by line under its name."""
 
-    def __init__(self, name: str, args: Sequence[str], out: TextIO, color: str | None) -> None:
+    def __init__(
+        self, name: str, args: Sequence[str], out: TextIO, color: str | None, tasks: Supervisor
+    ) -> None:
         self.name = name
+        self._tasks = tasks
         self.args = list(args)
         self._out = out
         self._prefix = f"{name:<11}| "
@@ -70,7 +74,7 @@ class Child:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             start_new_session=True,
         )  # fmt: skip
-        self._pump = asyncio.create_task(self._relay(), name=f"dev output {self.name}")
+        self._pump = self._tasks.spawn(self._relay(), name=f"dev output {self.name}")
 
     async def _relay(self) -> None:
         assert self.process is not None and self.process.stdout is not None
@@ -97,8 +101,7 @@ class Child:
                 await process.wait()
         if self._pump is not None:
             # The pipe closes with the process; let the last lines through.
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._pump, 2)
+            await asyncio.wait({self._pump}, timeout=2)
         return process.returncode
 
 
@@ -111,6 +114,8 @@ class DevCluster:
         self._redis: EmbeddedRedis | None = None
         self.redis_url = options.redis_url or ""
         self.children: list[Child] = []
+        #: Owns the relays of the children's output.
+        self.tasks = Supervisor("skiff dev")
 
     @property
     def url(self) -> str:
@@ -144,7 +149,7 @@ class DevCluster:
 
     async def _spawn(self, name: str, args: list[str]) -> None:
         color = _COLORS[len(self.children) % len(_COLORS)] if self._tty else None
-        child = Child(name, args, self._out, color)
+        child = Child(name, args, self._out, color, self.tasks)
         self.children.append(child)
         await child.start()
 
@@ -171,12 +176,14 @@ class DevCluster:
 
     async def wait_for_exit(self) -> Child:
         """The first child to exit (normally never: `skiff dev` is stopped with Ctrl-C)."""
-        waits = {asyncio.create_task(c.wait()): c for c in self.children}
+        waits = {
+            self.tasks.spawn(c.wait(), name=f"wait {c.name}", report=False): c
+            for c in self.children
+        }
         try:
             done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in waits:
-                task.cancel()
+            await stop_all(*waits)
         return waits[next(iter(done))]
 
     async def stop(self) -> None:
@@ -185,6 +192,7 @@ class DevCluster:
             code = await child.stop(self.options.stop_timeout_s)
             if code not in (None, 0, -signal.SIGINT):
                 self.say(f"{child.name} exited with status {code}")
+        await self.tasks.aclose()
         if self._redis is not None:
             await self._redis.close()
         if self._tmp is not None:

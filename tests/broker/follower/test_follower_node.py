@@ -163,3 +163,20 @@ async def answers(redis: Redis) -> bool:
 async def health_is(url: str, status: int, reason: str) -> bool:
     got, body = await health(url)
     return got == status and body["status"] == reason
+
+
+async def test_a_replication_loop_that_dies_leaves_the_node_not_ready(
+    leader: ScriptedLeader, redis_url: str, service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error the loop does not expect is not lost: the node says why it is not ready."""
+    from broker.follower.sync import MirrorSync
+
+    async def broken(self: MirrorSync) -> None:
+        raise RuntimeError("replication bug")
+
+    monkeypatch.setattr(MirrorSync, "run", broken)
+    async with follower_node(service, CONFIG, redis_url=redis_url, node_id="f-1") as node:
+        await eventually(lambda: node.sync.state == "stalled")
+        status, body = await health(node.url)
+        assert status == 503
+        assert "replication bug" in body["error"]
