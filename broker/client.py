@@ -14,7 +14,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
 import httpx
 
@@ -26,9 +25,7 @@ from broker.errors import (
 )
 from broker.http.sse import SseMessage, SseParser, format_event_id, parse_event_id
 from broker.json_bytes import JsonDecodeError, dumps, loads
-
-Json = Any
-Entry = tuple[Json, list[Json]]
+from broker.types import Entry, Json
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,13 +8,11 @@ stdlib rather than failing a tick that is already committed.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import orjson
 
 from broker.errors import BrokerError
-
-Json = Any
+from broker.types import Json
 
 
 class JsonDecodeError(BrokerError, ValueError):

@@ -30,9 +30,8 @@ from broker.runtime.tasks import Supervisor, stop_all
 from broker.store.codec import CodecError, loads
 from broker.store.connection import honour_cancellation
 from broker.store.keyspace import Keyspace
+from broker.types import Json
 from proxy.errors import ProxyConfigError, ProxyError
-
-Json = Any
 
 logger = logging.getLogger("skiff.proxy")
 

@@ -16,7 +16,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Final
+from typing import Final
 
 from redis.exceptions import RedisError
 from sse_starlette import ServerSentEvent
@@ -24,11 +24,10 @@ from sse_starlette import ServerSentEvent
 from broker.cluster.inspect import ClusterView, read_cluster
 from broker.json_bytes import dumps
 from broker.store.node_record import NodeRecord
+from broker.types import Json
 from proxy.errors import NodeUnavailableError
 from proxy.gateway import Gateway
 from proxy.routing import serving
-
-Json = Any
 
 _READ_TIMEOUT_S: Final = 1.0
 _SCRAPED: Final = {

@@ -22,13 +22,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from broker.http.errors import HttpError
 from broker.http.sse import parse_event_id
 from broker.json_bytes import dumps
 from broker.runtime.clock import now_ms
 from broker.store.node_record import NodeRecord
+from broker.types import Json
 from proxy import routing, stream_ids
 from proxy.errors import InvalidStreamIdError, NodeUnavailableError, NoNodeError
 from proxy.membership import Membership
@@ -37,7 +38,6 @@ from proxy.node_stream import NodeStream
 from proxy.registry import RegistryError, StreamRecord, StreamRegistry, instance_digest
 from proxy.upstream import Reply, Upstream, segment
 
-Json = Any
 _T = TypeVar("_T")
 
 logger = logging.getLogger("skiff.proxy")

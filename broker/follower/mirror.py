@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from broker.store.codec import Entry, Meta
+from broker.store.codec import Meta
 from broker.store.keyspace import Keyspace
 from broker.store.snapshots import read_manifest, read_snapshot
+from broker.types import Entry
 from graph import Context, EagerCollection, Engine, Service
 
 

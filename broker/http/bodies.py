@@ -8,8 +8,8 @@ from starlette.requests import Request
 
 from broker.http.errors import HttpError
 from broker.json_bytes import JsonDecodeError, loads
+from broker.types import Json
 
-Json = Any
 _NO_DEFAULT: Any = object()
 
 

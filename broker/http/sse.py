@@ -10,13 +10,12 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from broker.errors import ConfigError
 from broker.json_bytes import dumps
+from broker.types import Entry
 
-Json = Any
-Entry = tuple[Json, list[Json]]
 Kind = Literal["init", "update"]
 
 # Skip's heartbeat: an empty update without an id, so it never moves a client's Last-Event-ID.

@@ -20,7 +20,7 @@ from broker.errors import BrokerError
 from broker.leader.config import LeaderContext
 from broker.runtime.clock import now_ms
 from broker.runtime.tasks import stop_all
-from broker.store.codec import Entry, Meta, new_epoch
+from broker.store.codec import Meta, new_epoch
 from broker.store.fenced import (
     EpochChangedError,
     FencedWriter,
@@ -32,6 +32,7 @@ from broker.store.fenced import (
 from broker.store.scripts import RedisCallError
 from broker.store.snapshot_codec import SnapshotManifest, snapshot_fields
 from broker.store.snapshots import stage_snapshot
+from broker.types import Entry
 from graph import Engine
 
 logger = logging.getLogger("skiff.broker")

@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Final
 
 import orjson
 from starlette.requests import Request
@@ -25,10 +25,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from broker.serving.hub import Hub
+from broker.types import Entry, Json
 from graph import Engine
-
-Json = Any
-Entry = tuple[Json, list[Json]]
 
 _MASK: Final = (1 << 64) - 1
 # A tick may be held open while a leader waits for Redis; the state is read between ticks.

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from broker.types import Entry
 from graph import json_sort_key
-
-Json = Any
-Entry = tuple[Json, list[Json]]
 
 
 class ChangeMerger:

@@ -34,10 +34,8 @@ from broker.http.sse import check_run_id, encode_event, parse_event_id
 from broker.serving.config import ServeConfig
 from broker.serving.instance_state import InstanceState
 from broker.serving.subscription import Subscription
+from broker.types import Entry, Json
 from graph import Engine, GraphError, TickResult
-
-Json = Any
-Entry = tuple[Json, list[Json]]
 
 
 @dataclass(eq=False, slots=True)

@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from broker.http.sse import encode_event
 from broker.serving.changes import merge_changes
 from broker.serving.subscription import Subscription
+from broker.types import Entry
 from graph import ResourceInstance
-
-Json = Any
-Entry = tuple[Json, list[Json]]
 
 
 @dataclass(eq=False, slots=True)

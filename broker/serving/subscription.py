@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
 
 from broker.http.chunks import ChunkSource
 from broker.http.sse import HEARTBEAT, encode_event
 from broker.serving.changes import ChangeMerger
-
-Json = Any
-Entry = tuple[Json, list[Json]]
+from broker.types import Entry
 
 
 class Subscription(ChunkSource):

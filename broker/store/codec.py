@@ -21,9 +21,8 @@ from broker.errors import BrokerError
 from broker.json_bytes import dumps
 from broker.runtime.clock import now_ms
 from broker.store.keyspace import LAYOUT_FORMAT
+from broker.types import Entry, Json
 
-Json = Any
-Entry = tuple[Json, list[Json]]
 Fields = dict[bytes, bytes]
 # What redis-py hands back for a hash or stream entry: bytes with decode_responses=False (what
 # the broker uses), str otherwise; decoding accepts both.

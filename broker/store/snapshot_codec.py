@@ -11,8 +11,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from broker.json_bytes import dumps
-from broker.store.codec import CodecError, Entry, decode_entries, encode_entries, loads
+from broker.store.codec import CodecError, decode_entries, encode_entries, loads
 from broker.store.keyspace import SnapshotPart, snapshot_chunk_field
+from broker.types import Entry
 
 __all__ = [
     "CollectionChunks",

@@ -14,12 +14,12 @@ from typing import Any, Final
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from broker.store.codec import Entry
 from broker.store.fenced import SnapshotMissingError, StaleSnapshotError
 from broker.store.keyspace import MANIFEST_FIELD, Keyspace, SnapshotPart
 from broker.store.reads import read_meta
 from broker.store.scripts import RedisCallError
 from broker.store.snapshot_codec import SnapshotManifest, decode_chunk
+from broker.types import Entry
 
 #: How long an unpublished snapshot survives its stager.
 STAGING_TTL_MS: Final = 10 * 60 * 1000

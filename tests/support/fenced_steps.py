@@ -7,12 +7,13 @@ from typing import Any
 from redis.asyncio import Redis
 
 from broker.leader.lease import LeaderLease
-from broker.store.codec import DeltaEntry, Entry, InputLogEntry, LeaseRecord, Meta
+from broker.store.codec import DeltaEntry, InputLogEntry, LeaseRecord, Meta
 from broker.store.fenced import FencedWriter
 from broker.store.keyspace import Keyspace
 from broker.store.reads import read_meta
 from broker.store.snapshot_codec import SnapshotManifest, snapshot_fields
 from broker.store.snapshots import stage_snapshot
+from broker.types import Entry
 from tests.support.redis_server import stream_entries
 
 INPUTS: dict[str, list[Entry]] = {"posts": [(1, ["a"])]}

@@ -13,12 +13,13 @@ from redis.asyncio import Redis
 
 from broker.leader.lease import LeaderLease
 from broker.runtime.clock import now_ms
-from broker.store.codec import DeltaEntry, Entry, InputLogEntry, LeaseRecord, Meta, new_epoch
+from broker.store.codec import DeltaEntry, InputLogEntry, LeaseRecord, Meta, new_epoch
 from broker.store.fenced import FencedWriter
 from broker.store.keyspace import Keyspace, stream_id_of
 from broker.store.reads import read_meta
 from broker.store.snapshot_codec import SnapshotManifest, snapshot_fields
 from broker.store.snapshots import stage_snapshot
+from broker.types import Entry
 from graph import Engine, Service
 
 

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.store.codec import CodecError, Entry, decode_entries
+from broker.store.codec import CodecError, decode_entries
 from broker.store.snapshot_codec import CollectionChunks, SnapshotManifest, snapshot_fields
+from broker.types import Entry
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -4,11 +4,12 @@ import pytest
 from redis.asyncio import Redis
 
 from broker.leader.lease import LeaderLease
-from broker.store.codec import Entry, LeaseRecord, Meta
+from broker.store.codec import LeaseRecord, Meta
 from broker.store.fenced import FencedWriter, SnapshotMissingError, StaleSnapshotError
 from broker.store.keyspace import MANIFEST_FIELD, Keyspace
 from broker.store.snapshot_codec import SnapshotManifest, snapshot_fields
 from broker.store.snapshots import read_manifest, read_snapshot, stage_snapshot
+from broker.types import Entry
 
 pytestmark = pytest.mark.timeout(60)
 
