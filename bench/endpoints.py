@@ -1,5 +1,5 @@
 """Where a benchmark client talks to: a skiff node or proxy (one port for everything), or Skip's
-server (control routes on one port, the SSE route on another, as PROTOCOL.md describes).
+server (control routes on one port, the SSE route on another, as docs/protocol.md describes).
 
 Every benchmark that has a Skip counterpart drives an `Endpoint`, so skiff and Skip are measured
 with the same client code over the same protocol."""

@@ -1,4 +1,4 @@
-"""SkiffClient: an async client of PROTOCOL.md, over httpx.
+"""SkiffClient: an async client of docs/protocol.md, over httpx.
 
 `events()` yields typed events and hides reconnects: when a stream's connection ends or fails,
 it reconnects with `Last-Event-ID` set to the last event it yielded, so the server answers with

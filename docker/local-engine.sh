@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A local container engine for skiff's container tests: rootful Podman with Docker's API, and
 # every image the tests need, built on this machine (no registry is reachable here).
-# The recipe, and why each setting is there: shared/CONTAINERS.md.
+# The recipe, and why each setting is there: docs/operations.md, "Containers without Docker".
 #
 #   docker/local-engine.sh          set up: packages, configuration, API socket, images.
 #                                   Idempotent; a second run takes seconds.
@@ -253,7 +253,7 @@ main() {
     env) print_env ;;
     clean) clean ;;
     setup)
-        [[ $(id -u) == 0 ]] || die "needs root: rootful Podman (see shared/CONTAINERS.md)"
+        [[ $(id -u) == 0 ]] || die "needs root: rootful Podman (see docs/operations.md)"
         [[ -x $PYTHON ]] || die "no $PYTHON: run \`make install\` first"
         install_packages
         write_config

@@ -1,4 +1,4 @@
-"""JSON keys: a hashable canonical form and the total order of PROTOCOL.md.
+"""JSON keys: a hashable canonical form and the total order of docs/protocol.md.
 
 Python dicts cannot hold lists or objects as keys, and `True == 1` would merge the JSON keys
 `true` and `1`. Every key therefore lives inside the engine in a canonical hashable form (`HKey`):
@@ -138,7 +138,7 @@ _PLAIN: Final = frozenset((str, int, float))
 
 
 def sort_key(h: HKey) -> tuple[Any, ...]:
-    """A tuple whose natural order is PROTOCOL.md's key order, for a canonical key."""
+    """A tuple whose natural order is docs/protocol.md's key order, for a canonical key."""
     t = type(h)
     if t is str:
         return (_STR, h)

@@ -1,4 +1,4 @@
-"""The proxy's ASGI application: PROTOCOL.md's routes, each sent to the right node.
+"""The proxy's ASGI application: docs/protocol.md's routes, each sent to the right node.
 
 | route | goes to |
 |---|---|

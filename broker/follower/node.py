@@ -1,10 +1,10 @@
 """The follower role: a mirror of the leader's shared collections, serving every resource.
 
 `follower_node()` runs one: it bootstraps the mirror from Redis (waiting for a leader to initialise
-the keyspace if need be), serves PROTOCOL.md over it, keeps it in sync (broker/follower/sync.py),
-forwards writes to the leader (broker/follower/forwarding.py) and announces itself with a heartbeat.
-Shutdown, in order: stop replicating, deregister (so nobody routes here any more), stop serving (the
-hub drains its readers), close the clients.
+the keyspace if need be), serves docs/protocol.md over it, keeps it in sync
+(broker/follower/sync.py), forwards writes to the leader (broker/follower/forwarding.py) and
+announces itself with a heartbeat. Shutdown, in order: stop replicating, deregister (so nobody
+routes here any more), stop serving (the hub drains its readers), close the clients.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The SSE wire format of PROTOCOL.md: a pure encoder and an incremental line parser.
+"""The SSE wire format of docs/protocol.md: a pure encoder and an incremental line parser.
 
 Every event carries its data on a single `data:` line: compact JSON never contains a raw newline
 (newlines inside strings are escaped), so no event needs splitting.

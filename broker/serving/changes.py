@@ -30,7 +30,7 @@ class ChangeMerger:
             latest[json_sort_key(key)] = (key, values)
 
     def entries(self) -> list[Entry]:
-        """The net change, in PROTOCOL.md key order."""
+        """The net change, in docs/protocol.md key order."""
         latest = self._latest
         return [latest[k] for k in sorted(latest)]
 

@@ -1,10 +1,10 @@
 """What skiff writes to Redis, as frozen dataclasses with pure encode()/decode().
 
 Stream entries and the meta hash are flat field maps so `redis-cli XRANGE` / `HGETALL` read them
-without tooling; collection contents are JSON lists of `[key, [values]]` entries (PROTOCOL.md's wire
-shape). Field maps use bytes because the broker's Redis clients run with `decode_responses=False`:
-values are JSON, decoding them twice would only cost time. The snapshot records live in
-broker/store/snapshot_codec.py, heartbeats in broker/store/node_record.py.
+without tooling; collection contents are JSON lists of `[key, [values]]` entries (docs/protocol.md's
+wire shape). Field maps use bytes because the broker's Redis clients run with
+`decode_responses=False`: values are JSON, decoding them twice would only cost time. The snapshot
+records live in broker/store/snapshot_codec.py, heartbeats in broker/store/node_record.py.
 """
 
 from __future__ import annotations

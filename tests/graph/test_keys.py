@@ -1,4 +1,4 @@
-"""Key order (PROTOCOL.md's total order) and key identity."""
+"""Key order (docs/protocol.md's total order) and key identity."""
 
 from __future__ import annotations
 

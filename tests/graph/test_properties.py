@@ -580,7 +580,7 @@ def _rank(v: Any) -> int:
 
 
 def _reference_compare(a: Any, b: Any) -> int:
-    """PROTOCOL.md's order, written independently of graph/keys.py."""
+    """docs/protocol.md's order, written independently of graph/keys.py."""
     ra, rb = _rank(a), _rank(b)
     if ra != rb:
         return -1 if ra < rb else 1

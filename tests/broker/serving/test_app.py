@@ -1,4 +1,4 @@
-"""Every route of PROTOCOL.md and every error, in process (the SSE bodies are tested against a
+"""Every route of docs/protocol.md and every error, in process (the SSE bodies are tested against a
 real server in test_serve_sse.py). A rejected request must leave the state unchanged."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Merging change lists: later values win per key, the result is in PROTOCOL.md key order."""
+"""Merging change lists: later values win per key, the result is in docs/protocol.md key order."""
 
 from __future__ import annotations
 
