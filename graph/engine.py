@@ -236,11 +236,11 @@ class Engine:
             owner = by_output.get(node_id)
             if owner is None:
                 continue
-            if type(owner) is dict:
+            if isinstance(owner, dict):
                 for inst in owner:
                     instances[inst.id] = entries
             else:
-                instances[owner.id] = entries  # type: ignore[union-attr]
+                instances[owner.id] = entries
         return TickResult(version, Changeset(version, shared), instances)
 
     # -- reads ---------------------------------------------------------------------------------
@@ -320,10 +320,10 @@ class Engine:
         owner = self._by_output.get(out.node.id)
         if owner is None:
             self._by_output[out.node.id] = inst
-        elif type(owner) is dict:
+        elif isinstance(owner, dict):
             owner[inst] = None
         else:
-            self._by_output[out.node.id] = {owner: None, inst: None}  # type: ignore[dict-item]
+            self._by_output[out.node.id] = {owner: None, inst: None}
         return inst
 
     def _shared_handles(self) -> Mapping[str, EagerCollection]:
@@ -347,7 +347,7 @@ class Engine:
         owner = self._by_output.get(inst.output.id)
         if owner is inst:
             del self._by_output[inst.output.id]
-        elif type(owner) is dict:
+        elif isinstance(owner, dict):
             owner.pop(inst, None)
             if len(owner) == 1:
                 self._by_output[inst.output.id] = next(iter(owner))

@@ -62,11 +62,11 @@ class Routes:
         if points:
             hit = points.get(key)
             if hit is not None:
-                if type(hit) is list:
+                if isinstance(hit, list):
                     for consumer in hit:
                         consumer.source_changed(key, delta)
                 else:
-                    hit.source_changed(key, delta)  # type: ignore[union-attr]
+                    hit.source_changed(key, delta)
         spans, windows = self.spans, self.windows
         if spans or windows:
             sk = sort_key(key)
@@ -106,20 +106,22 @@ class Routes:
         hit = points.get(key)
         if hit is None:
             points[key] = consumer
-        elif type(hit) is list:
+        elif isinstance(hit, list):
             hit.append(consumer)
         else:
-            points[key] = [hit, consumer]  # type: ignore[list-item]
+            points[key] = [hit, consumer]
 
     def remove_point(self, key: HKey, consumer: Operator) -> None:
         points = self.points
-        hit = points.get(key) if points is not None else None
+        if points is None:
+            return
+        hit = points.get(key)
         if hit is consumer:
-            del points[key]  # type: ignore[union-attr]
-        elif type(hit) is list:
+            del points[key]
+        elif isinstance(hit, list):
             hit.remove(consumer)  # the few slices sharing one point, not all of them
             if len(hit) == 1:
-                points[key] = hit[0]  # type: ignore[index]
+                points[key] = hit[0]
 
     def add_span(self, low: Any, high: Any, consumer: Operator) -> None:
         if self.spans is None:

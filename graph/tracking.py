@@ -100,7 +100,9 @@ class Readable:
 
     def drop_reader(self, key: HKey, owner: ReaderOwner, rid: int) -> None:
         edges = self._edges
-        per_key = edges.get(key) if edges is not None else None
+        if edges is None:
+            return
+        per_key = edges.get(key)
         if per_key is None:
             return
         ids = per_key.get(owner)
@@ -119,7 +121,7 @@ class Readable:
                 return
             del per_key[owner]
         if not per_key:
-            del edges[key]  # type: ignore[union-attr]
+            del edges[key]
 
     def add_reader(self, key: HKey, owner: ReaderOwner, rid: int) -> None:
         self._add_edge(key, owner, rid)
