@@ -90,6 +90,19 @@ class Probe(Resource):
         return collections["items"].slice(self.key, self.key)
 
 
+class Window(Resource):
+    """The first `limit` items, for one viewer: many viewers of one window are distinct
+    instances over identical take(limit) collections."""
+
+    def __init__(self, params: Any) -> None:
+        self.limit = int(params["limit"])
+
+    def instantiate(
+        self, collections: Mapping[str, EagerCollection], context: Context
+    ) -> EagerCollection:
+        return collections["items"].take(self.limit)
+
+
 def item_value(i: int) -> dict[str, Any]:
     """About 100 bytes of JSON."""
     return {"id": i, "name": f"item-{i:08d}", "tags": ["alpha", "beta"], "pad": "x" * 40}
@@ -106,7 +119,7 @@ def items_service(keys: int) -> Service:
     return Service(
         name="bench-items",
         inputs={"items": [(i, [item_value(i)]) for i in range(keys)]},
-        resources={"probe": Probe},
+        resources={"probe": Probe, "window": Window},
         create_graph=create,
     )
 

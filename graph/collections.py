@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from graph.errors import GraphError, KeyLookupError, UserCodeError
 from graph.keys import hkey
 from graph.map_node import MapNode
-from graph.operators import MergeNode, ReduceNode, SliceNode, TakeNode
+from graph.operators import MergeNode, ReduceNode, SliceNode, TakeNode, normalize_ranges
 
 if TYPE_CHECKING:
     from graph.api import Mapper, Reducer
@@ -75,13 +75,13 @@ class EagerCollection:
         return self.slices((start, end))
 
     def slices(self, *ranges: tuple[Any, Any]) -> EagerCollection:
-        bounds = [(hkey(a), hkey(b)) for a, b in ranges]
-        return EagerCollection(SliceNode(self.node.engine, self.node, bounds))
+        bounds = normalize_ranges((hkey(a), hkey(b)) for a, b in ranges)
+        return EagerCollection(SliceNode.obtain(self.node, bounds))
 
     def take(self, limit: int) -> EagerCollection:
         if type(limit) is not int or limit < 0:
             raise GraphError(f"take() needs a non-negative int, got {limit!r}")
-        return EagerCollection(TakeNode(self.node.engine, self.node, limit))
+        return EagerCollection(TakeNode.obtain(self.node, limit))
 
     def merge(self, *others: EagerCollection) -> EagerCollection:
         return EagerCollection(

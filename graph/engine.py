@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -41,8 +42,11 @@ class Engine:
         self._capture: list[Node | LazyCollection] | None = None
         self._inputs: dict[str, InputNode] = {}
         self._shared: dict[str, Node] = {}
+        self._handles: Mapping[str, EagerCollection] | None = None
         self._instances: dict[tuple[str, bytes], ResourceInstance] = {}
-        self._by_output: dict[int, list[ResourceInstance]] = {}
+        # output node id -> the instance it is the output of; when several instances share
+        # one output node (see SharedOperator), a dict of them used as a set.
+        self._by_output: dict[int, ResourceInstance | dict[ResourceInstance, None]] = {}
         self._instance_ids = 0
         self._free_later: list[list[Node | LazyCollection]] = []
 
@@ -85,6 +89,12 @@ class Engine:
     def register_lazy(self, lazy: LazyCollection) -> None:
         if self._capture is not None:
             self._capture.append(lazy)
+
+    def register_reuse(self, node: Node) -> None:
+        """A shared node was handed out again: the instance being built holds a reference
+        (outside an instance, create_graph's reference is for good)."""
+        if self._capture is not None:
+            self._capture.append(node)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -204,7 +214,7 @@ class Engine:
 
     def _end_tick(self, tick: Tick) -> None:
         for node in tick.touched.values():
-            node.tick_old.clear()
+            node.tick_old = None
         self.tick = None
         while self._free_later:
             _free(self._free_later.pop())
@@ -221,11 +231,16 @@ class Engine:
             if node.id in changed
         }
         by_output = self._by_output
-        instances = {
-            inst.id: changed[node_id]
-            for node_id in changed
-            for inst in by_output.get(node_id, ())
-        }
+        instances: dict[int, list[Entry]] = {}
+        for node_id, entries in changed.items():
+            owner = by_output.get(node_id)
+            if owner is None:
+                continue
+            if isinstance(owner, dict):
+                for inst in owner:
+                    instances[inst.id] = entries
+            else:
+                instances[owner.id] = entries
         return TickResult(version, Changeset(version, shared), instances)
 
     # -- reads ---------------------------------------------------------------------------------
@@ -274,9 +289,8 @@ class Engine:
                 obj = cls(params)
             except Exception as err:
                 raise ParamsRejectedError(_reason(err)) from err
-            handles = {name: EagerCollection(node) for name, node in self._shared.items()}
             try:
-                out = obj.instantiate(handles, self.context)
+                out = obj.instantiate(self._shared_handles(), self.context)
             except Exception as err:
                 raise ParamsRejectedError(_reason(err)) from err
             if not isinstance(out, EagerCollection):
@@ -289,19 +303,38 @@ class Engine:
             raise
         self._capture = None
         self._instance_ids += 1
+        # orjson's result keeps its 4 KB output buffer: an exact-size copy, since every live
+        # instance keeps its canonical params.
+        canonical = bytes(memoryview(canonical))
         inst = ResourceInstance(
             id=self._instance_ids,
             resource=resource,
             params=params,
             canonical_params=canonical,
             output=out.node,
-            nodes=[n for n in captured if isinstance(n, Node)],
-            lazies=[n for n in captured if isinstance(n, LazyCollection)],
+            nodes=tuple(n for n in captured if isinstance(n, Node)),
+            lazies=tuple(n for n in captured if isinstance(n, LazyCollection)),
         )
         out.node.tracked = True
         self._instances[(resource, canonical)] = inst
-        self._by_output.setdefault(out.node.id, []).append(inst)
+        owner = self._by_output.get(out.node.id)
+        if owner is None:
+            self._by_output[out.node.id] = inst
+        elif isinstance(owner, dict):
+            owner[inst] = None
+        else:
+            self._by_output[out.node.id] = {owner: None, inst: None}
         return inst
+
+    def _shared_handles(self) -> Mapping[str, EagerCollection]:
+        # One read-only mapping for every instantiate: handles are immutable, and building
+        # them per instance was a cost of every instance.
+        handles = self._handles
+        if handles is None:
+            handles = self._handles = MappingProxyType(
+                {name: EagerCollection(node) for name, node in self._shared.items()}
+            )
+        return handles
 
     def release(self, inst: ResourceInstance) -> None:
         if inst.refs <= 0:
@@ -311,11 +344,13 @@ class Engine:
             return
         if self._instances.get((inst.resource, inst.canonical_params)) is inst:
             del self._instances[(inst.resource, inst.canonical_params)]
-        owners = self._by_output.get(inst.output.id, [])
-        if inst in owners:
-            owners.remove(inst)
-        if not owners:
-            self._by_output.pop(inst.output.id, None)
+        owner = self._by_output.get(inst.output.id)
+        if owner is inst:
+            del self._by_output[inst.output.id]
+        elif isinstance(owner, dict):
+            owner.pop(inst, None)
+            if len(owner) == 1:
+                self._by_output[inst.output.id] = next(iter(owner))
         if self.tick is not None:
             # A tick is open (see `begin`): its undo may still touch these nodes. Free them
             # once it is committed or aborted.

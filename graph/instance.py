@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from graph.keys import hkey, unkey
@@ -13,15 +13,17 @@ if TYPE_CHECKING:
     from graph.node import Node
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ResourceInstance:
     id: int
     resource: str
     params: Any
     canonical_params: bytes
     output: Node
-    nodes: list[Node] = field(default_factory=list)
-    lazies: list[LazyCollection] = field(default_factory=list)
+    # What the instance holds a reference to, in the order it got them (the nodes include
+    # shared ones it reused: releasing the instance releases its reference to them).
+    nodes: tuple[Node, ...] = ()
+    lazies: tuple[LazyCollection, ...] = ()
     refs: int = 1
 
     def entries(self) -> list[Entry]:

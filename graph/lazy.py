@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
-
-from pyroaring import BitMap
 
 from graph.errors import CycleError, KeyLookupError, NotJsonError, UserCodeError
 from graph.keys import HKey, check_json, hkey, unkey
@@ -26,6 +24,8 @@ class LazyCollection(Readable):
     spreadsheet's cells); it reruns only when something it read changes. Reading a key that is
     being computed further up the same chain is a cycle and raises CycleError.
     """
+
+    __slots__ = ("compute", "computing", "context", "engine", "ids", "log", "memo")
 
     def __init__(self, engine: Engine, compute: LazyCompute, context: Context) -> None:
         self.engine = engine
@@ -87,6 +87,9 @@ class LazyCollection(Readable):
         finally:
             current_reader.reset(token)
             self.computing.pop(key, None)
+        rid = self.ids.ids.get(key)
+        if rid is not None:
+            self.log.seal(rid)
         self.memo[key] = values
         return values
 
@@ -123,8 +126,7 @@ class LazyCollection(Readable):
         if rid is not None:
             # The id stays allocated: an earlier journal entry of this tick may restore edges
             # under it.
-            for store, read_key in self.log.reads.pop(rid, []):
-                store.drop_reader(read_key, self, rid)
+            self.log.forget(rid)
 
     def reader_id(self, key: HKey) -> int:
         return self.ids.id_of(key)
@@ -132,7 +134,7 @@ class LazyCollection(Readable):
     def record_read(self, rid: int, store: Readable, key: HKey) -> None:
         self.log.record(rid, store, key)
 
-    def invalidate(self, ids: BitMap) -> None:
+    def invalidate(self, ids: Iterable[int]) -> None:
         for key in self.ids.keys_of(ids):
             self._invalidate_key(key)
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pyroaring import BitMap
-
 from graph.errors import GraphError, NotJsonError, UserCodeError
 from graph.keys import HKey, check_json, hkey, same_json, sort_key, unkey
 from graph.node import EMPTY, Delta, Node
@@ -27,26 +25,46 @@ if TYPE_CHECKING:
     from graph.api import Mapper
     from graph.engine import Engine
 
-# contrib[o] is (source_key, values) while one source key feeds `o` (the common case, kept
-# compact), and a dict source_key -> values once several do.
-Contrib = tuple[HKey, list[Any]] | dict[HKey, list[Any]]
+# contrib[o] is the values alone while `o` is fed by the source key `o` itself only (a map
+# that keeps keys: the most compact), (source_key, values) while one other source key feeds
+# it, and a dict source_key -> values once several do.
+Contrib = list[Any] | tuple[HKey, list[Any]] | dict[HKey, list[Any]]
 
-# emitted[src] is absent when `src` emits nothing. (Not None: None is a valid key, `null`.)
+
+def _single(out: HKey, src: HKey, values: list[Any]) -> Contrib:
+    return values if src is out or src == out else (src, values)
+
+
+def _split_single(out: HKey, c: Contrib) -> tuple[HKey, list[Any]]:
+    """(source key, values) of a contribution by a single source key."""
+    if type(c) is list:
+        return out, c
+    assert type(c) is tuple
+    return c
+
+# What a source key emitted last, when absent from `emitted`. (Not None: None is a valid key.)
 _NOTHING: Any = object()
 
 
 class MapNode(Operator):
+    __slots__ = ("cache", "contrib", "emitted", "ids", "log", "mapper", "pending")
+
     def __init__(self, engine: Engine, source: Node, mapper: Mapper) -> None:
         super().__init__(engine, f"{type(mapper).__name__}")
         self.mapper = mapper
         self.contrib: dict[HKey, Contrib] = {}
-        # source key -> its output key, or a list of them (keys are never lists: arrays are tuples)
+        # source key -> its output key, or a list of them (keys are never lists: arrays are
+        # tuples). Absent when it emitted nothing, or only its own key (see `_emitted`): a map
+        # that keeps keys stores nothing here.
         self.emitted: dict[HKey, Any] = {}
-        self.cache: dict[HKey, list[Any]] = {}
+        # The fields below stay None until needed: many live instances each hold a map.
+        # Concatenated values of the keys several source keys feed.
+        self.cache: dict[HKey, list[Any]] | None = None
         # Keys to rerun, in the order they were invalidated (a dict: deterministic, unlike a set).
-        self.pending: dict[HKey, None] = {}
-        self.ids = KeyIds()
-        self.log = ReadLog(self)
+        self.pending: dict[HKey, None] | None = None
+        # Reader ids and what each read: only for a mapper that reads other collections.
+        self.ids: KeyIds | None = None
+        self.log: ReadLog | None = None
         self._attach(source)
         for key in list(source.keys()):
             self.rerun(key)
@@ -56,15 +74,20 @@ class MapNode(Operator):
         c = self.contrib.get(key)
         if c is None:
             return None
+        if type(c) is list:
+            return c
         if type(c) is tuple:
             return c[1]
-        cached = self.cache.get(key)
+        cache = self.cache
+        if cache is None:
+            cache = self.cache = {}
+        cached = cache.get(key)
         if cached is None:
             cached = []
             assert isinstance(c, dict)
             for src in sorted(c, key=sort_key):
                 cached.extend(c[src])
-            self.cache[key] = cached
+            cache[key] = cached
         return cached
 
     def keys(self) -> Iterable[HKey]:
@@ -84,30 +107,32 @@ class MapNode(Operator):
         if c is None:
             old = None
             if values:
-                contrib[out] = (src, values)
+                contrib[out] = _single(out, src, values)
                 self._key_added(out)
-        elif type(c) is tuple:
-            if c[0] == src:
-                old = c[1]
+        elif type(c) is not dict:
+            one, part = _split_single(out, c)
+            if one == src:
+                old = part
                 if values:
-                    contrib[out] = (src, values)
+                    contrib[out] = _single(out, src, values)
                 else:
                     del contrib[out]
                     self._key_removed(out)
             else:
                 old = None
                 if values:
-                    contrib[out] = {c[0]: c[1], src: values}
+                    contrib[out] = {one: part, src: values}
         else:
-            assert isinstance(c, dict)
             old = c.get(src)
             if values:
                 c[src] = values
             else:
                 c.pop(src, None)
                 if len(c) == 1:
-                    contrib[out] = next(iter(c.items()))
-            self.cache.pop(out, None)
+                    one, part = next(iter(c.items()))
+                    contrib[out] = _single(out, one, part)
+            if self.cache is not None:
+                self.cache.pop(out, None)
         return old
 
     def _set_part(self, out: HKey, src: HKey, values: list[Any] | None) -> None:
@@ -127,53 +152,76 @@ class MapNode(Operator):
         c = self.contrib.get(out)
         if c is None:
             return None
-        if type(c) is tuple:
-            return c[1] if c[0] == src else None
-        assert isinstance(c, dict)
-        return c.get(src)
+        if type(c) is dict:
+            return c.get(src)
+        one, part = _split_single(out, c)
+        return part if one == src else None
+
+    def _emitted(self, src: HKey) -> Any:
+        outs = self.emitted.get(src, _NOTHING)
+        if outs is _NOTHING and self._part(src, src) is not None:
+            return src
+        return outs
 
     def _set_emitted(self, src: HKey, outs: Any) -> None:
-        if outs is _NOTHING:
+        if outs is _NOTHING or (type(outs) is not list and outs == src):
             self.emitted.pop(src, None)
         else:
             self.emitted[src] = outs
 
     # -- dependency tracking -------------------------------------------------------------
     def reader_id(self, key: HKey) -> int:
-        return self.ids.id_of(key)
+        ids = self.ids
+        if ids is None:
+            ids = self.ids = KeyIds()
+            self.log = ReadLog(self)
+        return ids.id_of(key)
 
     def record_read(self, rid: int, store: Readable, key: HKey) -> None:
+        assert self.log is not None  # reader_id came first
         self.log.record(rid, store, key)
 
+    def _rid(self, src: HKey) -> int | None:
+        return self.ids.ids.get(src) if self.ids is not None else None
+
     def _forget_reader(self, src: HKey) -> None:
-        rid = self.ids.ids.get(src)
+        rid = self._rid(src)
         if rid is not None:
-            for store, key in self.log.reads.pop(rid, []):
-                store.drop_reader(key, self, rid)
+            assert self.ids is not None and self.log is not None
+            self.log.forget(rid)
             self.ids.release(src)
 
-    def invalidate(self, ids: BitMap) -> None:
+    def invalidate(self, ids: Iterable[int]) -> None:
+        assert self.ids is not None  # only readers that have ids are ever invalidated
         for key in self.ids.keys_of(ids):
-            self.pending[key] = None
-        self._schedule()
+            self._pend(key)
 
     # -- work -----------------------------------------------------------------------------
+    def _pend(self, key: HKey) -> None:
+        pending = self.pending
+        if pending is None:
+            self.pending = {key: None}
+        else:
+            pending[key] = None
+        if not self.scheduled:
+            self._schedule()
+
     def source_changed(self, key: HKey, delta: Delta) -> None:
-        self.pending[key] = None
-        self._schedule()
+        self._pend(key)
 
     def reset_pending(self) -> None:
-        self.pending.clear()
+        self.pending = None
 
     def process(self) -> None:
-        pending, self.pending = self.pending, {}
-        for key in pending:
+        pending, self.pending = self.pending, None
+        for key in pending or ():
             self.rerun(key)
 
     def rerun(self, src: HKey) -> None:
         tick = self.engine.tick
-        rid = self.ids.ids.get(src)
+        rid = self._rid(src)
         if rid is not None:
+            assert self.log is not None
             self.log.clear(rid, tick)
         elif tick is not None:
             # Reads made by this run allocate an id; a rollback must forget them again.
@@ -182,7 +230,11 @@ class MapNode(Operator):
         produced: dict[HKey, list[Any]] = {}
         if values:
             self._run_mapper(src, values, produced)
-        old_outs = self.emitted.get(src, _NOTHING)
+            ran = self._rid(src)
+            if ran is not None:
+                assert self.log is not None
+                self.log.seal(ran)
+        old_outs = self._emitted(src)
         if old_outs is not _NOTHING:
             for out in old_outs if type(old_outs) is list else (old_outs,):
                 if out not in produced:
@@ -200,10 +252,12 @@ class MapNode(Operator):
             self._set_emitted(src, new_outs)
             if tick is not None:
                 tick.journal.append((self._set_emitted, (src, old_outs)))
-        if rid is not None and not values and rid not in self.log.reads:
-            self.ids.release(src)
-            if tick is not None:
-                tick.journal.append((self.ids.restore, (src, rid)))
+        if rid is not None and not values:
+            assert self.ids is not None and self.log is not None
+            if rid not in self.log.reads:
+                self.ids.release(src)
+                if tick is not None:
+                    tick.journal.append((self.ids.restore, (src, rid)))
 
     def _run_mapper(self, src: HKey, values: list[Any], produced: dict[HKey, list[Any]]) -> None:
         mapper = self.mapper
@@ -218,6 +272,8 @@ class MapNode(Operator):
                     raise TypeError(f"map_entry must produce (key, value) pairs, got {pair!r}")
                 out, value = pair
                 hout = hkey(out)
+                if hout == src:
+                    hout = src  # one key object, not a copy per map (keys are often tuples)
                 check_json(value)
                 part = produced.get(hout)
                 if part is None:
@@ -240,4 +296,5 @@ class MapNode(Operator):
 
     def detach(self) -> None:
         super().detach()
-        self.log.clear_all()
+        if self.log is not None:
+            self.log.clear_all()

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 from sortedcontainers import SortedKeyList
 
 from graph.keys import HKey, same_json, sort_key
+from graph.routing import Routes
 from graph.tracking import Readable
 
 if TYPE_CHECKING:
     from graph.engine import Engine
-    from graph.operators import Operator
 
 EMPTY: list[Any] = []
 Delta = tuple[list[Any], list[Any]]  # (values removed, values added) at one key
@@ -34,17 +34,33 @@ class Node(Readable):
 
     Subclasses store their data as they see fit (`get`, `keys`, `__len__`); every change goes
     through `_remember_old` (before) and `_changed` (after) so that published collections know
-    their tick's changes, consumers are scheduled, and dynamic readers are invalidated.
+    their tick's changes, the consumers that can see the key are scheduled, and dynamic
+    readers are invalidated.
     """
+
+    # Slots: a live instance's nodes are the engine's per-instance memory. The rarely used
+    # fields (routes, index, tick_old, the edges of Readable) stay None until first needed.
+    __slots__ = (
+        "engine",
+        "id",
+        "index",
+        "label",
+        "routes",
+        "scheduled",
+        "sources",
+        "tick_old",
+        "tracked",
+    )
 
     def __init__(self, engine: Engine, label: str) -> None:
         self.engine = engine
         self.id = engine.register_node(self)
         self.label = label
-        self.consumers: list[Operator] = []
+        self.sources: tuple[Node, ...] = ()
+        self.routes: Routes | None = None
         self.index: SortedKeyList | None = None
         self.tracked = False
-        self.tick_old: dict[HKey, list[Any] | None] = {}
+        self.tick_old: dict[HKey, list[Any] | None] | None = None
         self.scheduled = False
         self._init_readers()
 
@@ -97,18 +113,37 @@ class Node(Readable):
         if self.index is not None:
             self.index.remove(key)
 
+    # -- consumers ----------------------------------------------------------------------
+    def consumer_routes(self) -> Routes:
+        routes = self.routes
+        if routes is None:
+            routes = self.routes = Routes()
+        return routes
+
+    def prune_routes(self) -> None:
+        """Drop the routes once the last consumer is gone (called after a detach)."""
+        if self.routes is not None and self.routes.is_empty():
+            self.routes = None
+
     # -- change protocol ----------------------------------------------------------------
     def _remember_old(self, key: HKey) -> None:
         if self.tracked:
             tick = self.engine.tick
-            if tick is not None and key not in self.tick_old:
-                self.tick_old[key] = self.get(key)
-                tick.touched[self.id] = self
+            if tick is not None:
+                old = self.tick_old
+                if old is None:
+                    # Reset to None when the tick ends (Engine._end_tick).
+                    old = self.tick_old = {}
+                    tick.touched[self.id] = self
+                if key not in old:
+                    old[key] = self.get(key)
 
     def _changed(self, key: HKey, delta: Delta, existence_changed: bool) -> None:
-        for consumer in self.consumers:
-            consumer.source_changed(key, delta)
-        if self.readers:
+        # Only the consumers whose output this key can change (graph/routing.py).
+        routes = self.routes
+        if routes is not None:
+            routes.notify(key, delta)
+        if self._edges:
             self.notify_readers(key)
             if existence_changed:
                 self.notify_readers(SIZE_KEY)
@@ -116,7 +151,7 @@ class Node(Readable):
     def tick_changes(self) -> list[tuple[HKey, list[Any]]]:
         """This tick's changed keys in key order with their new values ([] = deleted)."""
         out = []
-        for key, old in self.tick_old.items():
+        for key, old in (self.tick_old or {}).items():
             new = self.get(key)
             if not same_json(new, old):
                 out.append((key, new or EMPTY))
@@ -136,6 +171,8 @@ class Node(Readable):
 
 class StoredNode(Node):
     """A node whose data is a plain dict key -> values (inputs and most operators)."""
+
+    __slots__ = ("data",)
 
     def __init__(self, engine: Engine, label: str) -> None:
         super().__init__(engine, label)
@@ -177,3 +214,5 @@ class StoredNode(Node):
 class InputNode(StoredNode):
     """An input collection: written by the service's clients (or, on a follower, by the
     replication stream)."""
+
+    __slots__ = ()

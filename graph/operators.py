@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection, Hashable, Iterable
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from graph.errors import NotJsonError, UserCodeError
 from graph.keys import HKey, check_json, sort_key, unkey
 from graph.node import Delta, Node, StoredNode
+from graph.routing import TOP, Routes
 
 if TYPE_CHECKING:
     from graph.api import Reducer
@@ -15,18 +16,23 @@ if TYPE_CHECKING:
 
 
 class Operator(Node):
-    """A node computed from source nodes; told of their changes through `source_changed`."""
+    """A node computed from source nodes; told of their changes through `source_changed`.
 
-    sources: tuple[Node, ...]
+    By default it sees every key of its sources; take and slice register narrower routes, so
+    that a change reaches them only when it can change their output (graph/routing.py)."""
+
+    __slots__ = ()
 
     def _attach(self, *sources: Node) -> None:
         self.sources = sources
-        for source in sources:
-            source.consumers.append(self)
+        for source in dict.fromkeys(sources):  # a merge may name one source twice
+            source.consumer_routes().add_every(self)
 
     def detach(self) -> None:
-        for source in self.sources:
-            source.consumers.remove(self)
+        for source in dict.fromkeys(self.sources):
+            if source.routes is not None:
+                source.routes.remove_every(self)
+                source.prune_routes()
 
     def source_changed(self, key: HKey, delta: Delta) -> None:
         raise NotImplementedError
@@ -39,22 +45,30 @@ class Operator(Node):
 
 class KeyedOperator(Operator, StoredNode):
     """An operator whose pending work is the changed source keys (a dict used as an ordered
-    set, so that work runs in a deterministic order)."""
+    set, so that work runs in a deterministic order; None while there is none)."""
+
+    __slots__ = ("pending",)
 
     def __init__(self, engine: Engine, label: str) -> None:
         super().__init__(engine, label)
-        self.pending: dict[HKey, None] = {}
+        self.pending: dict[HKey, None] | None = None
 
     def source_changed(self, key: HKey, delta: Delta) -> None:
-        self.pending[key] = None
-        self._schedule()
+        pending = self.pending
+        if pending is None:
+            self.pending = {key: None}
+        else:
+            pending[key] = None
+        if not self.scheduled:
+            self._schedule()
 
     def reset_pending(self) -> None:
-        self.pending.clear()
+        self.pending = None
 
     def process(self) -> None:
-        pending, self.pending = self.pending, {}
-        self.refresh(pending)
+        pending, self.pending = self.pending, None
+        if pending:
+            self.refresh(pending)
 
     def refresh(self, keys: Collection[HKey]) -> None:
         raise NotImplementedError
@@ -63,29 +77,35 @@ class KeyedOperator(Operator, StoredNode):
 class ReduceNode(Operator, StoredNode):
     """key -> [accumulator], updated from the (removed, added) values of each changed key."""
 
+    __slots__ = ("pending", "reducer")
+
     def __init__(self, engine: Engine, source: Node, reducer: Reducer) -> None:
         super().__init__(engine, f"{type(reducer).__name__}")
         self.reducer = reducer
-        self.pending: dict[HKey, list[Delta]] = {}
+        self.pending: dict[HKey, list[Delta]] | None = None
         self._attach(source)
         for key in list(source.keys()):
             self.set(key, [self._fold(key, source.get(key) or [])])
 
     def source_changed(self, key: HKey, delta: Delta) -> None:
-        deltas = self.pending.get(key)
+        pending = self.pending
+        if pending is None:
+            pending = self.pending = {}
+        deltas = pending.get(key)
         if deltas is None:
-            self.pending[key] = [delta]
-            self._schedule()
+            pending[key] = [delta]
         else:
             deltas.append(delta)
+        if not self.scheduled:
+            self._schedule()
 
     def reset_pending(self) -> None:
-        self.pending.clear()
+        self.pending = None
 
     def process(self) -> None:
-        pending, self.pending = self.pending, {}
+        pending, self.pending = self.pending, None
         source = self.sources[0]
-        for key, deltas in pending.items():
+        for key, deltas in (pending or {}).items():
             if not source.has(key):
                 self.set(key, None)
                 continue
@@ -138,62 +158,188 @@ class ReduceNode(Operator, StoredNode):
         return acc
 
 
-class TakeNode(KeyedOperator):
-    """The first `n` keys of its source in key order; never re-sorts the source."""
+class SharedOperator(KeyedOperator):
+    """A structural operator defined by its source and one argument alone (take, slice).
 
-    def __init__(self, engine: Engine, source: Node, limit: int) -> None:
-        super().__init__(engine, f"take({limit})")
-        self.limit = limit
-        self._attach(source)
-        self.index_of_source = source.ensure_index()
+    Identical requests on one source get one node, refcounted: 10,000 instances that each
+    build `ranked.take(10)` share one window, computed, indexed and tracked once. A node that
+    create_graph built keeps its first reference for good; instances release theirs.
+    """
+
+    __slots__ = ("refs", "signature")
+
+    def __init__(self, engine: Engine, source: Node, signature: Hashable) -> None:
+        super().__init__(engine, self._label(signature))
+        self.refs = 1
+        self.signature = signature
+        self.sources = (source,)
+        source.consumer_routes().share(signature, self)
+
+    @classmethod
+    def obtain(cls, source: Node, signature: Hashable) -> Self:
+        """The live node `cls(source, signature)`, or a new one. (Signatures of take and slice
+        cannot collide: an int and a tuple.)"""
+        routes = source.routes
+        existing = routes.shared_node(signature) if routes is not None else None
+        if isinstance(existing, cls):
+            existing.refs += 1
+            source.engine.register_reuse(existing)
+            return existing
+        return cls(source.engine, source, signature)
+
+    @staticmethod
+    def _label(signature: Hashable) -> str:
+        raise NotImplementedError
+
+    def detach(self) -> None:
+        self.refs -= 1
+        if self.refs > 0:
+            return
+        source = self.sources[0]
+        routes = source.consumer_routes()
+        routes.unshare(self.signature)
+        self._unroute(routes)
+        source.prune_routes()
+
+    def _unroute(self, routes: Routes) -> None:
+        raise NotImplementedError
+
+
+class TakeNode(SharedOperator):
+    """The first `limit` keys of its source in key order; never re-sorts the source.
+
+    Routed by its bound: the sort key of its last key while the window is full, TOP while it
+    is not (then any new key enters it). A change past a full window's bound cannot move it.
+    """
+
+    __slots__ = ("bound", "source_index")
+
+    def __init__(self, engine: Engine, source: Node, limit: Hashable) -> None:
+        super().__init__(engine, source, limit)
+        self.source_index = source.ensure_index()
+        # None: not in the source's windows (take(0), whose window never changes).
+        self.bound: tuple[Any, ...] | None = None
         self.refresh(())
 
+    @staticmethod
+    def _label(signature: Hashable) -> str:
+        return f"take({signature})"
+
+    @property
+    def limit(self) -> int:
+        return cast(int, self.signature)
+
     def refresh(self, keys: Collection[HKey]) -> None:
+        limit = self.limit
+        if limit == 0:
+            return
         source = self.sources[0]
         data = self.data
-        if len(data) == self.limit and self.limit > 0:
-            bound = sort_key(self.index_of_source_last())
-            if all(k not in data and sort_key(k) > bound for k in keys):
-                return  # every change lies past the last key we hold
-        top = list(self.index_of_source.islice(0, self.limit)) if self.limit > 0 else []
+        top = list(self.source_index.islice(0, limit))
         in_top = set(top)
         for key in [k for k in data if k not in in_top]:
             self.set(key, None)
         for key in top:
             if key not in data or key in keys:
                 self.set(key, source.get(key))
+        bound = sort_key(top[-1]) if len(top) == limit else TOP
+        if bound != self.bound:
+            tick = self.engine.tick
+            if tick is not None:
+                tick.journal.append((self._place, (self.bound,)))
+            self._place(bound)
 
-    def index_of_source_last(self) -> HKey:
-        # The largest key we hold; our own index is small (n keys), so keep one.
-        last: HKey = self.ensure_index()[-1]
-        return last
+    def _place(self, bound: tuple[Any, ...] | None) -> None:
+        """Move this window in its source's routes to `bound`."""
+        routes = self.sources[0].consumer_routes()
+        if self.bound is not None:
+            routes.remove_window(self)
+        self.bound = bound
+        if bound is not None:
+            routes.add_window(self)
+
+    def _unroute(self, routes: Routes) -> None:
+        if self.bound is not None:
+            routes.remove_window(self)
+            self.bound = None
 
 
-class SliceNode(KeyedOperator):
-    """The keys of its source within any of the inclusive ranges."""
+Ranges = tuple[tuple[HKey, HKey], ...]
 
-    def __init__(self, engine: Engine, source: Node, ranges: list[tuple[HKey, HKey]]) -> None:
-        super().__init__(engine, "slice")
-        self.ranges = [(sort_key(a), sort_key(b)) for a, b in ranges]
-        self._attach(source)
-        index = source.ensure_index()
-        for low, high in ranges:
-            for key in list(index.irange_key(sort_key(low), sort_key(high))):
-                self.set(key, source.get(key))
 
-    def contains(self, key: HKey) -> bool:
-        sk = sort_key(key)
-        return any(low <= sk <= high for low, high in self.ranges)
+def normalize_ranges(ranges: Iterable[tuple[HKey, HKey]]) -> Ranges:
+    """The same keys as the union of `ranges` (inclusive), in one form: sorted, without empty
+    ranges, overlapping ones merged. Identical slices share a node; a key lies in one range."""
+    spans = sorted(
+        (
+            (sort_key(low), sort_key(high), low, high)
+            for low, high in ranges
+            if sort_key(low) <= sort_key(high)
+        ),
+        key=lambda span: (span[0], span[1]),
+    )
+    merged: list[tuple[Any, Any, HKey, HKey]] = []
+    for span in spans:
+        if merged and span[0] <= merged[-1][1]:
+            last = merged[-1]
+            if span[1] > last[1]:
+                merged[-1] = (last[0], span[1], last[2], span[3])
+        else:
+            merged.append(span)
+    return tuple((low, high) for _, _, low, high in merged)
+
+
+class SliceNode(SharedOperator):
+    """The keys of its source within any of its inclusive ranges (normalized, see above).
+
+    Routed by its ranges: a one-key range through the source's points, others through its
+    IntervalIndex; so only changes inside a range reach it.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, engine: Engine, source: Node, ranges: Hashable) -> None:
+        super().__init__(engine, source, ranges)
+        routes = source.consumer_routes()
+        for low, high in self.ranges:
+            sl, sh = sort_key(low), sort_key(high)
+            if sl == sh:
+                routes.add_point(low, self)
+                values = source.get(low)
+                if values is not None:
+                    self.set(low, values)
+            else:
+                routes.add_span(sl, sh, self)
+                for key in list(source.ensure_index().irange_key(sl, sh)):
+                    self.set(key, source.get(key))
+
+    @staticmethod
+    def _label(signature: Hashable) -> str:
+        return "slice"
+
+    @property
+    def ranges(self) -> Ranges:
+        return cast(Ranges, self.signature)
 
     def refresh(self, keys: Collection[HKey]) -> None:
+        # The routes only hand us keys inside our ranges.
         source = self.sources[0]
         for key in keys:
-            if self.contains(key):
-                self.set(key, source.get(key))
+            self.set(key, source.get(key))
+
+    def _unroute(self, routes: Routes) -> None:
+        for low, high in self.ranges:
+            sl = sort_key(low)
+            if sl == sort_key(high):
+                routes.remove_point(low, self)
+            else:
+                routes.remove_span(sl, self)
 
 
 class MergeNode(KeyedOperator):
     """The union of its sources; a key's values are concatenated in source order."""
+
+    __slots__ = ()
 
     def __init__(self, engine: Engine, sources: list[Node]) -> None:
         super().__init__(engine, "merge")

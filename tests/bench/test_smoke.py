@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import graph_bench, http_bench
+from bench import engine_instances_bench, graph_bench, http_bench
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -24,3 +24,13 @@ def test_http_bench_runs_against_a_real_server() -> None:
     result = http_bench.main(["--keys", "2000", "--writes", "20", "--seconds", "1"])
     assert result["latency_p50_ms"] > 0
     assert result["throughput_keys_per_s"] > 0
+
+
+def test_engine_instances_bench_runs() -> None:
+    result = engine_instances_bench.main(
+        ["--counts", "10,300", "--writes", "30", "--budget", "1", "--memory-instances", "200"]
+    )
+    for name in ("slice", "mirror", "take", "hackernews"):
+        assert [p["instances"] for p in result[name]["points"]] == [10, 300]
+        assert result[name]["free_per_s"] > 0
+    assert 0 < result["slice"]["memory"]["tracemalloc_bytes_per_instance"] < 10_000
