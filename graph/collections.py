@@ -10,8 +10,9 @@ from graph.map_node import MapNode
 from graph.operators import MergeNode, ReduceNode, SliceNode, TakeNode, normalize_ranges
 
 if TYPE_CHECKING:
-    from graph.api import Mapper, Reducer
+    from graph.map_node import MapFn
     from graph.node import Node
+    from graph.operators import ReduceFn
 
 _MISSING: Any = object()
 
@@ -56,16 +57,16 @@ class EagerCollection:
         return self.node.read_size()
 
     # -- operators ------------------------------------------------------------------------------
-    def map(self, mapper: type[Mapper], *args: Any) -> EagerCollection:
+    def map(self, mapper: type[MapFn], *args: Any) -> EagerCollection:
         instance = _construct(mapper, args, "mapper")
         return EagerCollection(MapNode(self.node.engine, self.node, instance))
 
-    def reduce(self, reducer: type[Reducer], *args: Any) -> EagerCollection:
+    def reduce(self, reducer: type[ReduceFn], *args: Any) -> EagerCollection:
         instance = _construct(reducer, args, "reducer")
         return EagerCollection(ReduceNode(self.node.engine, self.node, instance))
 
     def map_reduce(
-        self, mapper: type[Mapper], reducer: type[Reducer], *args: Any
+        self, mapper: type[MapFn], reducer: type[ReduceFn], *args: Any
     ) -> EagerCollection:
         """`map(mapper, *args).reduce(reducer)`."""
         return self.map(mapper, *args).reduce(reducer)

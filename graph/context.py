@@ -8,17 +8,17 @@ from graph.errors import UserCodeError
 from graph.lazy import LazyCollection
 
 if TYPE_CHECKING:
-    from graph.api import LazyCompute
-    from graph.engine import Engine
+    from graph.host import Host
+    from graph.lazy import ComputeFn
 
 
 class Context:
     __slots__ = ("_engine",)
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Host) -> None:
         self._engine = engine
 
-    def create_lazy_collection(self, compute: type[LazyCompute], *args: Any) -> LazyCollection:
+    def create_lazy_collection(self, compute: type[ComputeFn], *args: Any) -> LazyCollection:
         try:
             instance = compute(*args)
         except Exception as err:

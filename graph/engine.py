@@ -6,28 +6,23 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-import orjson
-
 from graph.changeset import Changeset, Entry, TickResult
 from graph.collections import EagerCollection
 from graph.context import Context
 from graph.errors import (
     GraphError,
     InvalidWriteError,
-    NotJsonError,
-    ParamsRejectedError,
     UnknownCollectionError,
-    UnknownResourceError,
     UserCodeError,
 )
 from graph.instance import ResourceInstance
-from graph.keys import HKey, check_json, hkey, unkey
+from graph.keys import unkey
 from graph.lazy import LazyCollection
 from graph.node import InputNode, Node
+from graph.registry import Instances
 from graph.service import Service
 from graph.tick import Tick
-
-Batch = dict[str, list[tuple[HKey, list[Any]]]]
+from graph.writes import Batch, check_batch, check_entries
 
 
 class Engine:
@@ -39,16 +34,12 @@ class Engine:
         self.tick: Tick | None = None
         self.context = Context(self)
         self._node_ids = 0
-        self._capture: list[Node | LazyCollection] | None = None
         self._inputs: dict[str, InputNode] = {}
         self._shared: dict[str, Node] = {}
         self._handles: Mapping[str, EagerCollection] | None = None
-        self._instances: dict[tuple[str, bytes], ResourceInstance] = {}
-        # output node id -> the instance it is the output of; when several instances share
-        # one output node (see SharedOperator), a dict of them used as a set.
-        self._by_output: dict[int, ResourceInstance | dict[ResourceInstance, None]] = {}
-        self._instance_ids = 0
-        self._free_later: list[list[Node | LazyCollection]] = []
+        self._instances = Instances(
+            service, self.context, self._shared_handles, lambda: self.tick
+        )
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -57,7 +48,7 @@ class Engine:
         engine = cls(service)
         for name, entries in service.inputs.items():
             node = engine._inputs[name] = InputNode(engine, name)
-            for key, values in engine._check_entries(name, entries):
+            for key, values in check_entries(name, entries):
                 node.set(key, values)
         handles = {name: EagerCollection(node) for name, node in engine._inputs.items()}
         shared = service.create_graph(handles, engine.context) if service.create_graph else {}
@@ -82,19 +73,16 @@ class Engine:
 
     def register_node(self, node: Node) -> int:
         self._node_ids += 1
-        if self._capture is not None:
-            self._capture.append(node)
+        self._instances.captured(node)
         return self._node_ids
 
     def register_lazy(self, lazy: LazyCollection) -> None:
-        if self._capture is not None:
-            self._capture.append(lazy)
+        self._instances.captured(lazy)
 
     def register_reuse(self, node: Node) -> None:
         """A shared node was handed out again: the instance being built holds a reference
         (outside an instance, create_graph's reference is for good)."""
-        if self._capture is not None:
-            self._capture.append(node)
+        self._instances.captured(node)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -109,31 +97,6 @@ class Engine:
         return len(self._instances)
 
     # -- writes --------------------------------------------------------------------------------
-    def _check_entries(self, name: str, entries: Any) -> list[tuple[HKey, list[Any]]]:
-        if not isinstance(entries, list | tuple):
-            raise InvalidWriteError(
-                f"collection {name!r}: expected a list of [key, [values...]] entries"
-            )
-        out = []
-        for i, entry in enumerate(entries):
-            if not isinstance(entry, list | tuple) or len(entry) != 2:
-                raise InvalidWriteError(
-                    f"collection {name!r}, entry {i}: expected [key, [values...]]"
-                )
-            key, values = entry
-            if not isinstance(values, list | tuple):
-                raise InvalidWriteError(
-                    f"collection {name!r}, entry {i}: values must be a list, got {values!r}"
-                )
-            try:
-                hk = hkey(key)
-                for value in values:
-                    check_json(value)
-            except NotJsonError as err:
-                raise NotJsonError(f"collection {name!r}, entry {i}: {err}") from err
-            out.append((hk, list(values)))
-        return out
-
     def validate(self, writes: Mapping[str, Any]) -> dict[str, list[Entry]]:
         """Check a batch without applying it (UnknownCollectionError, InvalidWriteError,
         NotJsonError); returns it normalised (keys in their canonical form)."""
@@ -143,14 +106,7 @@ class Engine:
         }
 
     def _batch(self, writes: Mapping[str, Any]) -> Batch:
-        if not isinstance(writes, Mapping):
-            raise InvalidWriteError("a write batch maps collection names to entries")
-        batch: Batch = {}
-        for name, entries in writes.items():
-            if name not in self._inputs:
-                raise UnknownCollectionError(f"unknown input collection {name!r}")
-            batch[name] = self._check_entries(name, entries)
-        return batch
+        return check_batch(writes, self._inputs)
 
     def apply(self, writes: Mapping[str, Any], version: int | None = None) -> TickResult:
         """One tick: all of `writes` or, when user code raises, nothing."""
@@ -216,8 +172,7 @@ class Engine:
         for node in tick.touched.values():
             node.tick_old = None
         self.tick = None
-        while self._free_later:
-            _free(self._free_later.pop())
+        self._instances.tick_ended()
 
     def _result(self, tick: Tick, version: int) -> TickResult:
         changed: dict[int, list[Entry]] = {}
@@ -230,17 +185,7 @@ class Engine:
             for name, node in self._shared.items()
             if node.id in changed
         }
-        by_output = self._by_output
-        instances: dict[int, list[Entry]] = {}
-        for node_id, entries in changed.items():
-            owner = by_output.get(node_id)
-            if owner is None:
-                continue
-            if isinstance(owner, dict):
-                for inst in owner:
-                    instances[inst.id] = entries
-            else:
-                instances[owner.id] = entries
+        instances = self._instances.changed(changed)
         return TickResult(version, Changeset(version, shared), instances)
 
     # -- reads ---------------------------------------------------------------------------------
@@ -268,63 +213,15 @@ class Engine:
 
     # -- resource instances ----------------------------------------------------------------------
     def instantiate(self, resource: str, params: Any) -> ResourceInstance:
-        cls = self.service.resources.get(resource)
-        if cls is None:
-            raise UnknownResourceError(f"unknown resource {resource!r}")
-        try:
-            check_json(params)
-            canonical = orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
-        except (NotJsonError, TypeError) as err:
-            raise ParamsRejectedError(f"params are not JSON: {err}") from err
-        existing = self._instances.get((resource, canonical))
-        if existing is not None:
-            existing.refs += 1
-            return existing
-        if self.tick is not None:
-            raise GraphError("cannot instantiate a resource during a tick")
-        captured: list[Node | LazyCollection] = []
-        self._capture = captured
-        try:
-            try:
-                obj = cls(params)
-            except Exception as err:
-                raise ParamsRejectedError(_reason(err)) from err
-            try:
-                out = obj.instantiate(self._shared_handles(), self.context)
-            except Exception as err:
-                raise ParamsRejectedError(_reason(err)) from err
-            if not isinstance(out, EagerCollection):
-                raise ParamsRejectedError(
-                    f"resource {resource!r} did not return an EagerCollection"
-                )
-        except BaseException:
-            self._capture = None
-            _free(captured)
-            raise
-        self._capture = None
-        self._instance_ids += 1
-        # orjson's result keeps its 4 KB output buffer: an exact-size copy, since every live
-        # instance keeps its canonical params.
-        canonical = bytes(memoryview(canonical))
-        inst = ResourceInstance(
-            id=self._instance_ids,
-            resource=resource,
-            params=params,
-            canonical_params=canonical,
-            output=out.node,
-            nodes=tuple(n for n in captured if isinstance(n, Node)),
-            lazies=tuple(n for n in captured if isinstance(n, LazyCollection)),
-        )
-        out.node.tracked = True
-        self._instances[(resource, canonical)] = inst
-        owner = self._by_output.get(out.node.id)
-        if owner is None:
-            self._by_output[out.node.id] = inst
-        elif isinstance(owner, dict):
-            owner[inst] = None
-        else:
-            self._by_output[out.node.id] = {owner: None, inst: None}
-        return inst
+        """The live instance of (resource, params), shared and refcounted (graph/registry.py).
+        Raises UnknownResourceError, or ParamsRejectedError when the resource refuses."""
+        return self._instances.instantiate(resource, params)
+
+    def release(self, inst: ResourceInstance) -> None:
+        self._instances.release(inst)
+
+    def instances(self) -> list[ResourceInstance]:
+        return self._instances.all()
 
     def _shared_handles(self) -> Mapping[str, EagerCollection]:
         # One read-only mapping for every instantiate: handles are immutable, and building
@@ -335,31 +232,6 @@ class Engine:
                 {name: EagerCollection(node) for name, node in self._shared.items()}
             )
         return handles
-
-    def release(self, inst: ResourceInstance) -> None:
-        if inst.refs <= 0:
-            raise GraphError(f"instance #{inst.id} ({inst.resource}) was already released")
-        inst.refs -= 1
-        if inst.refs > 0:
-            return
-        if self._instances.get((inst.resource, inst.canonical_params)) is inst:
-            del self._instances[(inst.resource, inst.canonical_params)]
-        owner = self._by_output.get(inst.output.id)
-        if owner is inst:
-            del self._by_output[inst.output.id]
-        elif isinstance(owner, dict):
-            owner.pop(inst, None)
-            if len(owner) == 1:
-                self._by_output[inst.output.id] = next(iter(owner))
-        if self.tick is not None:
-            # A tick is open (see `begin`): its undo may still touch these nodes. Free them
-            # once it is committed or aborted.
-            self._free_later.append([*inst.nodes, *inst.lazies])
-        else:
-            _free([*inst.nodes, *inst.lazies])
-
-    def instances(self) -> list[ResourceInstance]:
-        return list(self._instances.values())
 
 
 class PendingTick:
@@ -385,13 +257,3 @@ class PendingTick:
         if self._done:
             raise GraphError("this tick was already committed or aborted")
         self._done = True
-
-
-def _reason(err: Exception) -> str:
-    return str(err) or type(err).__name__
-
-
-def _free(items: Sequence[Node | LazyCollection]) -> None:
-    # Newest first: a node is freed before the nodes it was built from.
-    for item in reversed(items):
-        item.detach()

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from graph.errors import CycleError, KeyLookupError, NotJsonError, UserCodeError
 from graph.keys import HKey, check_json, hkey, unkey
 from graph.tracking import KeyIds, Readable, ReadLog, current_reader
 
 if TYPE_CHECKING:
-    from graph.api import LazyCompute
-    from graph.context import Context
-    from graph.engine import Engine
+    from graph.host import Host
+
+
+class ComputeFn(Protocol):
+    """What a lazy collection calls: graph.api.LazyCompute's interface (`context` is the
+    graph.context.Context handed to user code)."""
+
+    def compute(self, self_collection: LazyCollection, key: Any, context: Any) -> Iterable[Any]:
+        ...
 
 _MISSING: Any = object()
 
@@ -27,7 +33,7 @@ class LazyCollection(Readable):
 
     __slots__ = ("compute", "computing", "context", "engine", "ids", "log", "memo")
 
-    def __init__(self, engine: Engine, compute: LazyCompute, context: Context) -> None:
+    def __init__(self, engine: Host, compute: ComputeFn, context: Any) -> None:
         self.engine = engine
         self.compute = compute
         self.context = context

@@ -9,21 +9,26 @@ when somebody reads it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from graph.errors import GraphError, NotJsonError, UserCodeError
 from graph.keys import HKey, check_json, hkey, same_json, sort_key, unkey
-from graph.node import EMPTY, Delta, Node
+from graph.node import EMPTY, Node
 from graph.operators import Operator
 from graph.tracking import KeyIds, Readable, ReadLog, current_reader
 from graph.values import Values
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from graph.host import Host
+    from graph.values import Delta
 
-    from graph.api import Mapper
-    from graph.engine import Engine
+
+class MapFn(Protocol):
+    """What MapNode calls: graph.api.Mapper's interface (a protocol, so that the engine's
+    nodes do not import the user-facing API built on them)."""
+
+    def map_entry(self, key: Any, values: Values) -> Iterable[tuple[Any, Any]]: ...
 
 # contrib[o] is the values alone while `o` is fed by the source key `o` itself only (a map
 # that keeps keys: the most compact), (source_key, values) while one other source key feeds
@@ -49,7 +54,7 @@ _NOTHING: Any = object()
 class MapNode(Operator):
     __slots__ = ("cache", "contrib", "emitted", "ids", "log", "mapper", "pending")
 
-    def __init__(self, engine: Engine, source: Node, mapper: Mapper) -> None:
+    def __init__(self, engine: Host, source: Node, mapper: MapFn) -> None:
         super().__init__(engine, f"{type(mapper).__name__}")
         self.mapper = mapper
         self.contrib: dict[HKey, Contrib] = {}

@@ -12,10 +12,10 @@ from graph.routing import Routes
 from graph.tracking import Readable
 
 if TYPE_CHECKING:
-    from graph.engine import Engine
+    from graph.host import Host
+    from graph.values import Delta
 
 EMPTY: list[Any] = []
-Delta = tuple[list[Any], list[Any]]  # (values removed, values added) at one key
 
 
 class _SizeKey:
@@ -52,7 +52,7 @@ class Node(Readable):
         "tracked",
     )
 
-    def __init__(self, engine: Engine, label: str) -> None:
+    def __init__(self, engine: Host, label: str) -> None:
         self.engine = engine
         self.id = engine.register_node(self)
         self.label = label
@@ -174,7 +174,7 @@ class StoredNode(Node):
 
     __slots__ = ("data",)
 
-    def __init__(self, engine: Engine, label: str) -> None:
+    def __init__(self, engine: Host, label: str) -> None:
         super().__init__(engine, label)
         self.data: dict[HKey, list[Any]] = {}
 

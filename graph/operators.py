@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Hashable, Iterable
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, Protocol, Self, cast
 
 from graph.errors import NotJsonError, UserCodeError
 from graph.keys import HKey, check_json, sort_key, unkey
-from graph.node import Delta, Node, StoredNode
+from graph.node import Node, StoredNode
 from graph.routing import TOP, Routes
 
 if TYPE_CHECKING:
-    from graph.api import Reducer
-    from graph.engine import Engine
+    from graph.host import Host
+    from graph.values import Delta
+
+
+class ReduceFn(Protocol):
+    """What ReduceNode calls: graph.api.Reducer's interface (a protocol, so that operators do
+    not import the user-facing API built on them)."""
+
+    initial: Any
+
+    def add(self, acc: Any, value: Any) -> Any: ...
+
+    def remove(self, acc: Any, value: Any) -> Any: ...
 
 
 class Operator(Node):
@@ -49,7 +60,7 @@ class KeyedOperator(Operator, StoredNode):
 
     __slots__ = ("pending",)
 
-    def __init__(self, engine: Engine, label: str) -> None:
+    def __init__(self, engine: Host, label: str) -> None:
         super().__init__(engine, label)
         self.pending: dict[HKey, None] | None = None
 
@@ -79,7 +90,7 @@ class ReduceNode(Operator, StoredNode):
 
     __slots__ = ("pending", "reducer")
 
-    def __init__(self, engine: Engine, source: Node, reducer: Reducer) -> None:
+    def __init__(self, engine: Host, source: Node, reducer: ReduceFn) -> None:
         super().__init__(engine, f"{type(reducer).__name__}")
         self.reducer = reducer
         self.pending: dict[HKey, list[Delta]] | None = None
@@ -168,7 +179,7 @@ class SharedOperator(KeyedOperator):
 
     __slots__ = ("refs", "signature")
 
-    def __init__(self, engine: Engine, source: Node, signature: Hashable) -> None:
+    def __init__(self, engine: Host, source: Node, signature: Hashable) -> None:
         super().__init__(engine, self._label(signature))
         self.refs = 1
         self.signature = signature
@@ -214,7 +225,7 @@ class TakeNode(SharedOperator):
 
     __slots__ = ("bound", "source_index")
 
-    def __init__(self, engine: Engine, source: Node, limit: Hashable) -> None:
+    def __init__(self, engine: Host, source: Node, limit: Hashable) -> None:
         super().__init__(engine, source, limit)
         self.source_index = source.ensure_index()
         # None: not in the source's windows (take(0), whose window never changes).
@@ -298,7 +309,7 @@ class SliceNode(SharedOperator):
 
     __slots__ = ()
 
-    def __init__(self, engine: Engine, source: Node, ranges: Hashable) -> None:
+    def __init__(self, engine: Host, source: Node, ranges: Hashable) -> None:
         super().__init__(engine, source, ranges)
         routes = source.consumer_routes()
         for low, high in self.ranges:
@@ -341,7 +352,7 @@ class MergeNode(KeyedOperator):
 
     __slots__ = ()
 
-    def __init__(self, engine: Engine, sources: list[Node]) -> None:
+    def __init__(self, engine: Host, sources: list[Node]) -> None:
         super().__init__(engine, "merge")
         self._attach(*sources)
         seen: dict[HKey, None] = {}

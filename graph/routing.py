@@ -16,7 +16,7 @@ take moves itself in `windows` (and journals the move, so that an aborted tick p
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sortedcontainers import SortedKeyList
 
@@ -24,8 +24,21 @@ from graph.intervals import IntervalIndex
 from graph.keys import HKey, sort_key
 
 if TYPE_CHECKING:
-    from graph.node import Delta
-    from graph.operators import Operator, SharedOperator, TakeNode
+    from graph.values import Delta
+
+
+class Operator(Protocol):
+    """A consumer of a collection's changes (graph/operators.py, graph/map_node.py)."""
+
+    id: int
+
+    def source_changed(self, key: HKey, delta: Delta) -> None: ...
+
+
+class TakeNode(Operator, Protocol):
+    """A take(n) window, routed by its bound (graph/operators.py)."""
+
+    bound: Any
 
 # Sorts after every sort key (whose first element is a type rank, 0 to 5): the bound of a
 # window that is not full, which every change reaches.
@@ -46,8 +59,8 @@ class Routes:
         self.spans: IntervalIndex[Operator] | None = None
         self.windows: SortedKeyList | None = None
         # Structural operators built on this collection, by what defines them, so identical
-        # ones are built once (see SharedOperator).
-        self.shared: dict[Hashable, SharedOperator] | None = None
+        # ones are built once (see operators.SharedOperator).
+        self.shared: dict[Hashable, Operator] | None = None
 
     def is_empty(self) -> bool:
         return not (self.every or self.points or self.spans or self.windows or self.shared)
@@ -78,12 +91,12 @@ class Routes:
                     take.source_changed(key, delta)
 
     # -- consumers ----------------------------------------------------------------------------
-    def share(self, signature: Hashable, node: SharedOperator) -> None:
+    def share(self, signature: Hashable, node: Operator) -> None:
         if self.shared is None:
             self.shared = {}
         self.shared[signature] = node
 
-    def shared_node(self, signature: Hashable) -> SharedOperator | None:
+    def shared_node(self, signature: Hashable) -> Operator | None:
         return self.shared.get(signature) if self.shared is not None else None
 
     def unshare(self, signature: Hashable) -> None:

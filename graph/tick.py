@@ -4,10 +4,29 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from graph.node import Node
+
+class Work(Protocol):
+    """A node as the tick schedules it (graph/node.py)."""
+
+    id: int
+    scheduled: bool
+
+    def __lt__(self, other: Any) -> bool: ...
+
+    def process(self) -> None: ...
+
+    def reset_pending(self) -> None: ...
+
+
+class Touched(Protocol):
+    """A published node whose changes this tick records (graph/node.py)."""
+
+    id: int
+    tick_old: dict[Any, list[Any] | None] | None
+
+    def tick_changes(self) -> list[tuple[Any, list[Any]]]: ...
 
 
 class Tick:
@@ -18,10 +37,10 @@ class Tick:
 
     def __init__(self) -> None:
         self.journal: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
-        self._queue: list[tuple[int, Node]] = []
-        self.touched: dict[int, Node] = {}
+        self._queue: list[tuple[int, Work]] = []
+        self.touched: dict[int, Touched] = {}
 
-    def schedule(self, node: Node) -> None:
+    def schedule(self, node: Work) -> None:
         if not node.scheduled:
             node.scheduled = True
             heapq.heappush(self._queue, (node.id, node))

@@ -1,4 +1,5 @@
-"""`Values`: the read-only view of one key's values handed to user code."""
+"""`Values`: the read-only view of one key's values handed to user code; `Delta`: how they
+changed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from typing import Any, overload
 from graph.errors import KeyLookupError
 
 _MISSING: Any = object()
+
+#: What changed at one key: (values removed, values added).
+Delta = tuple[list[Any], list[Any]]
 
 
 class Values(Sequence[Any]):

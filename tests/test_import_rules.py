@@ -87,7 +87,11 @@ def _exception_classes(package: str) -> list[tuple[str, str, list[str]]]:
 
 @pytest.mark.parametrize(
     ("package", "root"),
-    [("graph", "graph.GraphError"), ("broker", "broker.BrokerError"), ("proxy", "proxy.ProxyError")],
+    [
+        ("graph", "graph.GraphError"),
+        ("broker", "broker.BrokerError"),
+        ("proxy", "proxy.ProxyError"),
+    ],
 )
 def test_every_exception_derives_from_its_package_root(package: str, root: str) -> None:
     import importlib

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from broker.store.codec import DeltaEntry
 from graph import (
     Context,
     Count,
@@ -431,7 +432,9 @@ def test_mirror_follows_a_leader() -> None:
     ]
     for batch in batches:
         result = leader.apply(batch)
-        published = type(result.shared).decode(result.shared.encode())
+        published = DeltaEntry.decode(
+            DeltaEntry(result.version, "e", 1, 0, result.shared.changes).encode()
+        )
         mirrored = follower.apply(
             {name: list(entries) for name, entries in published.changes.items()},
             version=published.version,

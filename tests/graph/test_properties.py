@@ -28,8 +28,8 @@ import orjson
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from broker.store.codec import DeltaEntry
 from graph import (
-    Changeset,
     Context,
     Count,
     EagerCollection,
@@ -503,8 +503,9 @@ class Run:
         assert set(result.shared.changes) <= set(leader.shared_names)
         assert set(result.instances) <= {item.instance.id for item in self.live}
         assert not set(result.instances) & self.released
-        # The follower replays the published changeset.
-        published = Changeset.decode(result.shared.encode())
+        # The follower replays the changeset as the leader publishes it (through Redis).
+        delta = DeltaEntry(result.version, "e", 1, 0, result.shared.changes)
+        published = DeltaEntry.decode(delta.encode())
         mirrored = self.follower.apply(
             {name: list(entries) for name, entries in published.changes.items()},
             version=published.version,

@@ -69,6 +69,7 @@ def test_graph_does_no_io() -> None:
         "threading",
         "broker",
         "proxy",
+        "skiff",
     }
     package = pathlib.Path(graph.__file__).parent
     for path in sorted(package.glob("*.py")):
