@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any
 from graph.errors import GraphError, KeyLookupError, UserCodeError
 from graph.keys import hkey
 from graph.map_node import MapNode
-from graph.operators import MergeNode, ReduceNode, SliceNode, TakeNode, normalize_ranges
+from graph.operators import MergeNode, SliceNode, TakeNode, normalize_ranges
+from graph.reduce_node import ReduceNode
 
 if TYPE_CHECKING:
     from graph.map_node import MapFn
     from graph.node import Node
-    from graph.operators import ReduceFn
+    from graph.reduce_node import ReduceFn
 
 _MISSING: Any = object()
 
