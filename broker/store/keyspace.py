@@ -169,4 +169,3 @@ def version_of(stream_id: bytes | str) -> int:
     if not sep or seq != "0" or not ms.isdigit():
         raise KeyspaceError(f"not a skiff stream id: {text!r}")
     return int(ms)
-import proxy.gateway  # deliberate violation: broker must never import proxy
