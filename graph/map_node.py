@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from graph.errors import GraphError, NotJsonError, UserCodeError
 from graph.keys import HKey, check_json, hkey, same_json, sort_key, unkey
 from graph.node import EMPTY, Node
-from graph.operators import Operator
+from graph.operators import Operator, pend
 from graph.tracking import KeyIds, Readable, ReadLog, current_reader
 from graph.values import Values
 
@@ -199,20 +199,11 @@ class MapNode(Operator):
     def invalidate(self, ids: Iterable[int]) -> None:
         assert self.ids is not None  # only readers that have ids are ever invalidated
         for key in self.ids.keys_of(ids):
-            self._pend(key)
+            pend(self, key)
 
     # -- work -----------------------------------------------------------------------------
-    def _pend(self, key: HKey) -> None:
-        pending = self.pending
-        if pending is None:
-            self.pending = {key: None}
-        else:
-            pending[key] = None
-        if not self.scheduled:
-            self._schedule()
-
     def source_changed(self, key: HKey, delta: Delta) -> None:
-        self._pend(key)
+        pend(self, key)
 
     def reset_pending(self) -> None:
         self.pending = None

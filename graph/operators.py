@@ -4,7 +4,7 @@ reduce_node.py)."""
 from __future__ import annotations
 
 from collections.abc import Collection, Hashable, Iterable
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, Protocol, Self, cast
 
 from graph.keys import HKey, sort_key
 from graph.node import Node, StoredNode
@@ -43,6 +43,28 @@ class Operator(Node):
             tick.schedule(self)
 
 
+class KeyedWork(Protocol):
+    """An operator whose pending work is a set of keys (a dict used as an ordered set, so that
+    work runs in a deterministic order; None while there is none): map and the keyed
+    structural operators."""
+
+    pending: dict[HKey, None] | None
+    scheduled: bool
+
+    def _schedule(self) -> None: ...
+
+
+def pend(node: KeyedWork, key: HKey) -> None:
+    """Add `key` to `node`'s pending work and schedule it in the tick."""
+    pending = node.pending
+    if pending is None:
+        node.pending = {key: None}
+    else:
+        pending[key] = None
+    if not node.scheduled:
+        node._schedule()
+
+
 class KeyedOperator(Operator, StoredNode):
     """An operator whose pending work is the changed source keys (a dict used as an ordered
     set, so that work runs in a deterministic order; None while there is none)."""
@@ -54,13 +76,7 @@ class KeyedOperator(Operator, StoredNode):
         self.pending: dict[HKey, None] | None = None
 
     def source_changed(self, key: HKey, delta: Delta) -> None:
-        pending = self.pending
-        if pending is None:
-            self.pending = {key: None}
-        else:
-            pending[key] = None
-        if not self.scheduled:
-            self._schedule()
+        pend(self, key)
 
     def reset_pending(self) -> None:
         self.pending = None
