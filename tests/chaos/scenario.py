@@ -27,7 +27,7 @@ import httpx
 from skiff.dev.embedded_redis import EmbeddedRedis
 from tests.chaos.clients import PARAMS, RESOURCE, ReaderLog, WriterLog, reader, writer
 from tests.chaos.faultproxy import FaultLink
-from tests.cluster.harness import Cluster, Proc
+from tests.support.harness import Cluster, Proc, metric
 
 NODE_ARGS = ("--heartbeat", "2")
 LEADER_ARGS = (*NODE_ARGS, "--lease-ttl", "1.5", "--snapshot-every", "200")
@@ -346,13 +346,6 @@ class Scenario:
                 self.report.violations.append(f"{name}: fds grew {b['fds']} -> {a['fds']}")
             if "tasks" in a and "tasks" in b and a["tasks"] > b["tasks"] + TASK_GROWTH:
                 self.report.violations.append(f"{name}: tasks grew {b['tasks']} -> {a['tasks']}")
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name):
-            return float(line.rsplit(" ", 1)[1])
-    raise KeyError(name)
 
 
 def _fd_count(pid: int) -> int:

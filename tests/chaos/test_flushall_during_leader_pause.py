@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from tests.cluster.harness import Cluster
-from tests.cluster.writers import WriteLog, check_no_write_lost, vote_counts, write_votes
+from tests.support.harness import Cluster
 from tests.support.redis_server import ServerFactory
+from tests.support.writers import WriteLog, check_no_write_lost, vote_counts, write_votes
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,10 +15,10 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from broker.store.keyspace import Keyspace
-from tests.cluster.harness import Cluster
-from tests.cluster.services import service
-from tests.cluster.writers import WriteLog, check_no_write_lost, vote_counts, write_votes
+from tests.support.cluster_services import service
+from tests.support.harness import Cluster
 from tests.support.redis_server import ServerFactory
+from tests.support.writers import WriteLog, check_no_write_lost, vote_counts, write_votes
 
 pytestmark = pytest.mark.timeout(150)
 

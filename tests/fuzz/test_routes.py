@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from skiff.dev.embedded_redis import EmbeddedRedis
-from tests.cluster.harness import Cluster, Proc
+from tests.support.harness import Cluster, Proc
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -153,3 +153,10 @@ def proxy_config(redis_url: str, keyspace: Keyspace, **overrides: Any) -> ProxyC
 async def running_proxy(config: ProxyConfig) -> AsyncIterator[RunningProxy]:
     async with proxy_serving(config) as proxy:
         yield proxy
+
+
+async def until_serving(proxy: RunningProxy, count: int) -> None:
+    found = await proxy.gateway.membership.wait_for(
+        lambda c: sum(1 for n in c.nodes.values() if n.ready) >= count, 3.0
+    )
+    assert found is not None, "nodes did not join"

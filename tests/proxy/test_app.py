@@ -16,7 +16,7 @@ from proxy import RunningProxy
 from proxy.registry import StreamRecord
 from proxy.stream_ids import mint, parse
 from tests.proxy.conftest import StartNode
-from tests.proxy.nodes import proxy_config, running_proxy
+from tests.proxy.nodes import proxy_config, running_proxy, until_serving
 from tests.support.helpers import vote
 
 pytestmark = pytest.mark.timeout(20)
@@ -24,11 +24,6 @@ pytestmark = pytest.mark.timeout(20)
 SSE = {"Accept": "text/event-stream"}
 
 
-async def until_serving(proxy: RunningProxy, count: int) -> None:
-    found = await proxy.gateway.membership.wait_for(
-        lambda c: sum(1 for n in c.nodes.values() if n.ready) >= count, 3.0
-    )
-    assert found is not None, "nodes did not join"
 
 
 async def next_chunk(chunks: AsyncIterator[bytes]) -> bytes:

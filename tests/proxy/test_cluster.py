@@ -19,10 +19,10 @@ from redis.asyncio import Redis
 from broker.client import Init, SkiffClient
 from broker.store.keyspace import Keyspace
 from proxy.stream_ids import parse
-from tests.cluster.harness import Cluster, Proc
-from tests.cluster.services import service
-from tests.cluster.writers import WriteLog, check_no_write_lost, vote_counts, write_votes
+from tests.support.cluster_services import service
+from tests.support.harness import Cluster, Proc
 from tests.support.redis_server import ServerFactory
+from tests.support.writers import WriteLog, check_no_write_lost, vote_counts, write_votes
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 

@@ -12,8 +12,7 @@ from broker.json_bytes import loads
 from broker.store.keyspace import Keyspace
 from proxy import RunningProxy
 from tests.proxy.conftest import StartNode
-from tests.proxy.nodes import proxy_config, running_proxy
-from tests.proxy.test_app import until_serving
+from tests.proxy.nodes import proxy_config, running_proxy, until_serving
 
 pytestmark = pytest.mark.timeout(20)
 

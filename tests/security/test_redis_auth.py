@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cluster.harness import SKIFF, Cluster
-from tests.cluster.writers import WriteLog, vote_counts, write_votes
+from tests.support.harness import SKIFF, Cluster
 from tests.support.redis_server import ServerFactory
+from tests.support.writers import WriteLog, vote_counts, write_votes
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,10 +10,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from tests.cluster.harness import Cluster
-from tests.cluster.writers import WriteLog, vote_counts, write_votes
 from tests.security.tls_terminator import TlsTerminator, self_signed
+from tests.support.harness import Cluster
 from tests.support.redis_server import ServerFactory
+from tests.support.writers import WriteLog, vote_counts, write_votes
 
 pytestmark = pytest.mark.timeout(120)
 

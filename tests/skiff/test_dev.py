@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_dev_runs_a_cluster_behind_one_url_and_stops_it() -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "skiff", "dev", "tests.cluster.services:service",
+        [sys.executable, "-m", "skiff", "dev", "tests.support.cluster_services:service",
          "--followers", "1", "--port", str(port), "--log-level", "info"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

@@ -23,8 +23,7 @@ from typing import Any
 import httpx
 
 from skiff.dev.embedded_redis import EmbeddedRedis
-from tests.chaos.scenario import metric
-from tests.cluster.harness import Cluster, Proc
+from tests.support.harness import Cluster, Proc, metric
 
 # Bounds (docs/reliability.md): growth from the end of warm-up to the end of the run.
 RSS_GROWTH = 0.25  # fraction, plus RSS_SLACK_MB

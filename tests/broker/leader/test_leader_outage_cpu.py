@@ -15,7 +15,7 @@ import pytest
 
 from bench.procs import wait_ready
 from skiff.dev.embedded_redis import free_port
-from tests.cluster.harness import ROOT, SKIFF
+from tests.support.harness import ROOT, SKIFF
 from tests.support.redis_server import ServerFactory
 
 pytestmark = pytest.mark.timeout(60)
@@ -34,7 +34,7 @@ async def test_a_leader_without_redis_backs_off(redis_server_factory: ServerFact
         [
             SKIFF,
             "leader",
-            "tests.cluster.services:service",
+            "tests.support.cluster_services:service",
             "--redis",
             server.url,
             "--port",

@@ -29,7 +29,7 @@ from skiff.dev.embedded_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SKIFF = str(Path(sys.executable).parent / "skiff")
-SERVICE = "tests.cluster.services:service"
+SERVICE = "tests.support.cluster_services:service"
 
 
 @dataclass
@@ -288,3 +288,10 @@ def with_suppressed(fn: Any, *args: Any) -> None:
         fn(*args)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name):
+            return float(line.rsplit(" ", 1)[1])
+    raise KeyError(name)
