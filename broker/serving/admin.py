@@ -13,7 +13,6 @@ collision), whatever order their engines keep keys in.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Callable, Iterable
@@ -24,13 +23,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from broker.errors import UnavailableError
 from broker.serving.hub import Hub
+from broker.serving.settle import settled
 from broker.types import Entry, Json
 from graph import Engine
 
 _MASK: Final = (1 << 64) - 1
-# A tick may be held open while a leader waits for Redis; the state is read between ticks.
-_SETTLE_TIMEOUT_S: Final = 2.0
 
 
 def entry_digest(key: Json, values: list[Json]) -> int:
@@ -85,8 +84,10 @@ def admin_routes(
                 status_code=503,
             )
         engine = target.engine
-        if not await _settled(engine):
-            return JSONResponse({"error": "a tick is in progress, retry"}, status_code=503)
+        try:
+            await settled(engine)
+        except UnavailableError as err:
+            return JSONResponse({"error": str(err)}, status_code=503)
         return JSONResponse(
             {
                 "node": node_id,
@@ -98,14 +99,3 @@ def admin_routes(
         )
 
     return [Route("/v1/admin/state", state, methods=["GET"])]
-
-
-async def _settled(engine: Engine) -> bool:
-    # Reading while a tick is open would report uncommitted changes (and an older version).
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + _SETTLE_TIMEOUT_S
-    while engine.tick is not None:
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.001)
-    return True

@@ -26,6 +26,7 @@ from broker.serving.config import ServeConfig
 from broker.serving.errors import ANSWERED, error_for
 from broker.serving.hub import Hub
 from broker.serving.role import NodeRole
+from broker.serving.settle import settled
 from broker.serving.stream_response import ReaderResponse
 from graph import UnknownCollectionError
 
@@ -96,6 +97,8 @@ class Endpoints:
             last_event_id = headers.get("last-event-id")
             if last_event_id is not None:
                 await _catch_up(self._hub, last_event_id)
+            # On a leader a tick may be open, waiting for Redis: an init must not show it.
+            await settled(self._hub.engine)
             reader = self._hub.subscribe(stream_id, last_event_id)
         except ANSWERED as err:
             await error_for(err)(scope, receive, send)

@@ -154,9 +154,10 @@ class Hub:
         if stream is None:
             raise UnknownStreamError(f"unknown stream {stream_id!r}")
         stream.instance.streams.discard(stream_id)
-        if stream.reader is not None:
-            stream.reader.close("deleted")
-            self._detach(stream.reader)
+        reader = stream.reader
+        if reader is not None:
+            reader.close("deleted")
+            self._detach(reader)
 
     def disconnect(self, stream_id: str, reason: str = "disconnected") -> bool:
         """End the connected reader of a stream, keeping the stream (it may resume)."""
@@ -178,10 +179,11 @@ class Hub:
         stream = self._streams.get(stream_id)
         if stream is None:
             raise UnknownStreamError(f"unknown stream {stream_id!r}")
-        if stream.reader is not None:
+        old = stream.reader
+        if old is not None:
             # A reconnect can arrive before the server noticed the old connection died.
-            stream.reader.close("replaced")
-            self._detach(stream.reader)
+            old.close("replaced")
+            self._detach(old)
         state = stream.instance
         reader = Subscription(
             stream_id,

@@ -58,7 +58,8 @@ class InstanceState:
             reader.instance_id = handle.id
 
     def close_readers(self, reason: str) -> None:
-        for reader in self.readers:
+        # A copy: closing a reader may detach it from this set at once.
+        for reader in list(self.readers):
             reader.close(reason)
         self.readers.clear()
 

@@ -18,6 +18,7 @@ exits 0. SIGINT, or a second SIGTERM, shuts down at once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import signal
@@ -25,6 +26,7 @@ import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -35,6 +37,7 @@ from broker.http.sse import new_run_id
 from broker.runtime.tasks import Supervisor
 from broker.serving.app import create_app
 from broker.serving.config import ServeConfig
+from broker.serving.connection import NodeConnection
 from broker.serving.drain import Drain
 from broker.serving.hub import Hub
 from broker.serving.role import NodeRole
@@ -116,9 +119,17 @@ async def serving(
                 ports[1]: create_app(hub, config, role="control", node=node, extra_routes=admin),
             }
         )
+    protocol: Any = "auto"
+    if config.control_port is None:
+        # Stream reads are served on the connection itself (serving/connection.py); with split
+        # ports the control port must not serve them, so both stay on uvicorn's protocol.
+        protocol = functools.partial(NodeConnection, hub=hub, settings=config)
     server = _NodeServer(
         uvicorn.Config(
             app,
+            http=protocol,
+            # Nodes read no client address (the proxy faces clients): no middleware per request.
+            proxy_headers=False,
             lifespan="off",
             log_config=None if log_level is None else LOGGING_CONFIG,
             log_level=log_level,
