@@ -4,7 +4,6 @@ and the encoded init they share."""
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from dataclasses import dataclass, field
 
 from broker.http.sse import encode_event
@@ -19,7 +18,10 @@ class InstanceState:
     handle: ResourceInstance
     # Changes are known for every version after `floor`: a resume from v >= floor is exact.
     floor: int
-    history: deque[tuple[int, list[Entry]]]
+    #: How many versions of changes are kept for resumes (ServeConfig.history_versions).
+    keep: int
+    # None until the first change: an instance nobody writes to holds no history.
+    history: list[tuple[int, list[Entry]]] | None = None
     streams: set[str] = field(default_factory=set)
     readers: set[Subscription] = field(default_factory=set)
     init_cache: tuple[int, bytes] | None = None
@@ -27,20 +29,27 @@ class InstanceState:
 
     @classmethod
     def new(cls, handle: ResourceInstance, version: int, history_versions: int) -> InstanceState:
-        return cls(handle=handle, floor=version, history=deque(maxlen=history_versions))
+        return cls(handle=handle, floor=version, keep=history_versions)
 
     def record(self, version: int, entries: list[Entry]) -> None:
         """Keep one tick's changes for resumes (the oldest fall out of the window)."""
+        if self.keep == 0:
+            self.floor = version
+            return
         history = self.history
-        if history.maxlen is not None and len(history) == history.maxlen:
-            self.floor = history[0][0] if history else version
+        if history is None:
+            self.history = [(version, entries)]
+            return
+        if len(history) == self.keep:
+            self.floor = history[0][0]
+            del history[0]  # a few hundred pointers moved, once per tick of this instance
         history.append((version, entries))
 
     def resume_event(self, run: str, version: int, since: int) -> bytes | None:
         """One update with the net change from `since` to `version`, if history covers it."""
         if not self.floor <= since <= version:
             return None
-        changes = merge_changes(e for v, e in self.history if v > since)
+        changes = merge_changes(e for v, e in self.history or () if v > since)
         return encode_event("update", run, version, changes)
 
     def init_event(self, run: str, version: int) -> bytes:
@@ -70,7 +79,7 @@ class InstanceState:
 
     def restart(self, run: str, version: int) -> None:
         """Forget the history of the previous run; every connected reader gets a fresh init."""
-        self.history.clear()
+        self.history = None
         self.floor = version
         self.init_cache = None
         if self.readers:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 
 from broker.http.chunks import ChunkSource
@@ -54,7 +53,9 @@ class Subscription(ChunkSource):
         self._max_pending = max_pending
         self._max_lag = max_lag
         self._first: bytes | None = first
-        self._queue: deque[tuple[Sequence[Entry], bytes]] = deque()
+        # None until an update has to wait (most readers take each at once): an idle reader
+        # holds no queue.
+        self._queue: list[tuple[Sequence[Entry], bytes]] | None = None
         self._merged: ChangeMerger | None = None
         self._merged_version = 0
         self._lag = 0
@@ -86,15 +87,18 @@ class Subscription(ChunkSource):
         self._lag += 1
         if self._lag > self._max_lag:
             return False
-        merged = self._merged
-        if merged is None and len(self._queue) >= self._max_pending:
+        merged, queue = self._merged, self._queue
+        if merged is None and queue is not None and len(queue) >= self._max_pending:
             # The queued events are shared bytes; only this slow reader pays for re-encoding.
             merged = self._merged = ChangeMerger()
-            for queued, _ in self._queue:
+            for queued, _ in queue:
                 merged.add(queued)
-            self._queue.clear()
+            self._queue = queue = None
         if merged is None:
-            self._queue.append((entries, data))
+            if queue is None:
+                self._queue = [(entries, data)]
+            else:
+                queue.append((entries, data))
         else:
             merged.add(entries)
             self._merged_version = version
@@ -108,7 +112,7 @@ class Subscription(ChunkSource):
             return
         self._run = run
         self._first = first
-        self._queue.clear()
+        self._queue = None
         self._merged = None
         self._lag = 0
         self._wake()
@@ -144,9 +148,11 @@ class Subscription(ChunkSource):
         if self._first is not None:
             first, self._first = self._first, None
             return first
-        if self._queue:
+        queue = self._queue
+        if queue:
             self._lag -= 1
-            return self._queue.popleft()[1]
+            # At most max_pending items: popping the head of a short list is cheap.
+            return queue.pop(0)[1]
         merged = self._merged
         if merged is not None:
             self._merged = None
