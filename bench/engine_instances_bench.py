@@ -299,6 +299,25 @@ def table(name: str, result: dict[str, Any]) -> None:
     print_table(f"engine, many live instances: {name}", rows)
 
 
+def run(
+    counts: tuple[int, ...],
+    workloads: list[str],
+    writes: int = 1000,
+    budget: float = 5.0,
+    memory_instances: int | None = 5000,
+) -> dict[str, Any]:
+    """Every workload's curve over `counts` (and its bytes per instance unless None)."""
+    results: dict[str, Any] = {"counts": list(counts)}
+    for name in workloads:
+        build = BUILDERS[name]
+        result = curve(build(max(counts)), counts, writes, budget)
+        gc.collect()
+        if memory_instances and name != "mirror":
+            result["memory"] = bytes_per_instance(build, memory_instances)
+        results[name] = result
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="10 .. 1,000 instances")
@@ -310,16 +329,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args(argv)
     counts = args.counts or (QUICK_COUNTS if args.quick else COUNTS)
-
-    results: dict[str, Any] = {"counts": list(counts)}
-    for name in args.workloads.split(","):
-        build = BUILDERS[name]
-        result = curve(build(max(counts)), counts, args.writes, args.budget)
-        gc.collect()
-        if not args.no_memory and name != "mirror":
-            result["memory"] = bytes_per_instance(build, args.memory_instances)
-        table(name, result)
-        results[name] = result
+    memory = None if args.no_memory else args.memory_instances
+    names = args.workloads.split(",")
+    results = run(counts, names, args.writes, args.budget, memory)
+    for name in names:
+        table(name, results[name])
     write_json("engine-instances", results)
     return results
 

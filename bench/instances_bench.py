@@ -1,10 +1,14 @@
-"""Many distinct instances: 10,000 resource instances with different params on one server —
-memory, creation rate, and write→SSE latency with all of them live.
+"""Many distinct instances: up to 10,000 resource instances with different params, each with one
+SSE reader — memory, creation rate, and write→SSE latency as the number of live instances grows.
 
-    .venv/bin/python -m bench.instances_bench --instances 10000
+    .venv/bin/python -m bench.instances_bench --counts 10,100,1000,10000
+    .venv/bin/python -m bench.instances_bench --via proxy      # a follower behind the proxy
 
-Instance i is `probe {"key": i}` over the items service; each has one SSE subscriber. A write
-sets one random item to `{"seq": n}`; its instance's subscriber alone must see it."""
+Instance i is `probe {"key": i}` over the items service; each has one SSE subscriber. After each
+count is reached, writes set one random live instance's item to `{"seq": n}`; its subscriber
+alone must see it. The figures at the last count are the headline (creation rate over all of
+them, RSS per instance, write→SSE p50/p99); `curve` has p50/p99 at every count.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import asyncio
 import random
 import statistics
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -23,20 +29,46 @@ from bench.http_bench import pct
 from bench.report import print_table, write_json
 from bench.subscribers import SubscriberPool
 
+COUNTS = (10, 100, 1_000, 10_000)
+
+
+async def _writes(
+    writes_to: Endpoint, pool: SubscriberPool, live: int, writes: int, seq: int
+) -> list[float]:
+    rng = random.Random(3 + live)
+    writer = await writes_to.control()
+    latency = []
+    try:
+        for n in range(seq, seq + writes):
+            key = rng.randrange(live)
+            pool.expect(b'"seq":%d}' % n, want=1)
+            start = time.perf_counter()
+            body = orjson.dumps([[key, [{"seq": n}]]])
+            resp = await writer.request("PATCH", "/v1/inputs/items", body)
+            assert resp.status == 200, resp
+            arrivals = await pool.arrivals(wait_s=30)
+            latency.append(arrivals[0] - start)
+            await asyncio.sleep(0.01)
+    finally:
+        await writer.close()
+    return latency
+
 
 async def many_instances(
-    streams: Endpoint, writes_to: Endpoint, instances: int, writes: int, steps: int = 4
+    streams: Endpoint, writes_to: Endpoint, counts: Sequence[int], writes: int
 ) -> dict[str, Any]:
-    """Adds instances in `steps` equal steps, recording RSS (of `streams.pids`) after each."""
+    """Instances up to each of `counts` (ascending), `writes` timed writes at each; RSS of
+    `streams.pids` recorded after each step."""
     pool = SubscriberPool(streams.host, streams.stream_port)
     rss_curve: list[dict[str, Any]] = [
         {"streams": 0, "rss_bytes": {r: rss_bytes(p) for r, p in streams.pids.items()}}
     ]
+    curve: list[dict[str, Any]] = []
     create_s = 0.0
     done = 0
+    latency: list[float] = []
     try:
-        for step in range(1, steps + 1):
-            target = instances * step // steps
+        for target in counts:
             params = [{"key": i} for i in range(done, target)]
             t0 = time.perf_counter()
             ids = await create_streams(streams, params)
@@ -46,55 +78,73 @@ async def many_instances(
             await asyncio.sleep(0.5)
             rss = {r: rss_bytes(p) for r, p in streams.pids.items()}
             rss_curve.append({"streams": done, "rss_bytes": rss})
-        rng = random.Random(3)
-        writer = await writes_to.control()
-        latency = []
-        for n in range(writes):
-            key = rng.randrange(instances)
-            pool.expect(b'"seq":%d}' % n, want=1)
-            start = time.perf_counter()
-            body = orjson.dumps([[key, [{"seq": n}]]])
-            resp = await writer.request("PATCH", "/v1/inputs/items", body)
-            assert resp.status == 200, resp
-            arrivals = await pool.arrivals(wait_s=30)
-            latency.append(arrivals[0] - start)
-            await asyncio.sleep(0.01)
-        await writer.close()
+            latency = await _writes(writes_to, pool, done, writes, seq=len(curve) * writes)
+            curve.append(
+                {
+                    "instances": done,
+                    "latency_p50_ms": statistics.median(latency) * 1e3,
+                    "latency_p99_ms": pct(latency, 0.99) * 1e3,
+                }
+            )
     finally:
         pool.close()
     base, top = rss_curve[0]["rss_bytes"], rss_curve[-1]["rss_bytes"]
     return {
-        "instances": instances,
-        "creation_per_s": instances / create_s,
+        "instances": done,
+        "creation_per_s": done / create_s,
         "rss_curve": rss_curve,
-        "rss_per_instance_bytes": {r: (top[r] - base[r]) / instances for r in base},
+        "rss_per_instance_bytes": {r: (top[r] - base[r]) / done for r in base},
+        "curve": curve,
         "latency_ms": [x * 1e3 for x in latency],
-        "latency_p50_ms": statistics.median(latency) * 1e3,
-        "latency_p99_ms": pct(latency, 0.99) * 1e3,
+        "latency_p50_ms": curve[-1]["latency_p50_ms"],
+        "latency_p99_ms": curve[-1]["latency_p99_ms"],
     }
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+async def on_cluster(counts: Sequence[int], writes: int, *, via_proxy: bool) -> dict[str, Any]:
+    """On a follower (streams read directly, writes to the leader) or behind the proxy (both
+    through it); RSS is the follower's (and the proxy's)."""
     from bench.cluster import cluster
 
+    keys = max(counts)
+    async with cluster("bench.workloads:items", "bench-items", keys, proxy=via_proxy) as c:
+        pids = {"node": c.pids["follower1"]}
+        if via_proxy:
+            assert c.proxy is not None
+            streams = replace(c.proxy, pids={**pids, "proxy": c.pids["proxy"]})
+            return await many_instances(streams, c.proxy, counts, writes)
+        follower = replace(c.followers[0], pids=pids)
+        return await many_instances(follower, c.leader, counts, writes)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from bench.cluster import serve
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("--instances", type=int, default=10_000)
-    parser.add_argument("--writes", type=int, default=200)
+    parser.add_argument("--counts", default=",".join(map(str, COUNTS)))
+    parser.add_argument("--writes", type=int, default=100, help="timed writes at each count")
+    parser.add_argument("--via", choices=["node", "follower", "proxy"], default="follower")
     args = parser.parse_args(argv)
+    counts = [int(x) for x in args.counts.split(",")]
 
-    async def run() -> dict[str, Any]:
-        async with cluster("bench.workloads:items", "bench-items", args.instances) as c:
-            return await many_instances(c.followers[0], c.leader, args.instances, args.writes)
-
-    result = asyncio.run(run())
+    if args.via == "node":
+        with serve("bench.workloads:items", max(counts)) as node:
+            result = asyncio.run(many_instances(node, node, counts, args.writes))
+    else:
+        result = asyncio.run(on_cluster(counts, args.writes, via_proxy=args.via == "proxy"))
+    n = result["instances"]
     print_table(
-        "10,000 instances on one follower",
+        f"{n:,} instances ({args.via})",
         [
-            ("instances", f"{args.instances:,}"),
             ("creation (instances/s)", f"{result['creation_per_s']:,.0f}"),
             ("RSS per instance (KB)", f"{result['rss_per_instance_bytes']['node'] / 1e3:.1f}"),
-            ("write→SSE p50 (ms)", f"{result['latency_p50_ms']:.2f}"),
-            ("write→SSE p99 (ms)", f"{result['latency_p99_ms']:.2f}"),
+            *(
+                (
+                    f"{p['instances']:,} live: write→SSE p50 / p99 (ms)",
+                    f"{p['latency_p50_ms']:.2f} / {p['latency_p99_ms']:.2f}",
+                )
+                for p in result["curve"]
+            ),
         ],
     )
     write_json("instances", result)

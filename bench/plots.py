@@ -141,7 +141,7 @@ def draw(result: dict[str, Any], folder: Path) -> list[Path]:
             xs = [point["streams"] for point in curve]
             ax.plot(xs, [point["rss_bytes"][role] / 2**20 for point in curve], "^:", label=label)
             drawn = True
-    for system, label in (("skiff", "skiff follower, distinct instances"),
+    for system, label in (("skiff_node", "skiff node, distinct instances"),
                           ("skip", "Skip, distinct instances")):  # fmt: skip
         data = r.get("instances", {}).get(system)
         if data:
@@ -158,6 +158,35 @@ def draw(result: dict[str, Any], folder: Path) -> list[Path]:
         save(fig, "rss_streams.png", "memory vs concurrent streams")
     else:
         plt.close(fig)
+
+    # Write→SSE as live instances grow (each write reaches one of them), and the engine alone.
+    inst = r.get("instances", {})
+    engine = r.get("engine_instances", {}).get("slice", {}).get("points")
+    if any(inst.get(k, {}).get("curve") for k in ("skiff", "skiff_node", "skiff_proxy", "skip")):
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for key, label, style, color in (
+            ("skiff_node", "skiff, one node", "o-", "tab:blue"),
+            ("skiff_proxy", "skiff, follower behind the proxy", "s-", "tab:green"),
+            ("skiff", "skiff, follower (direct)", "^:", "tab:purple"),
+            ("skip", "Skip 0.0.15", "o--", COLORS["skip"]),
+        ):
+            curve = inst.get(key, {}).get("curve")
+            if curve:
+                xs = [point["instances"] for point in curve]
+                ax.plot(xs, [point["latency_p50_ms"] for point in curve], style, label=label,
+                        color=color)  # fmt: skip
+        if engine:
+            label = next(iter(engine[0]["writes"]))
+            xs = [point["instances"] for point in engine]
+            ys = [point["writes"][label]["p50_us"] / 1e3 for point in engine]
+            ax.plot(xs, ys, "d-.", color="tab:gray", label="skiff engine alone, in process")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("live distinct resource instances (one SSE reader each)")
+        ax.set_ylabel("write → SSE p50 (ms)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        save(fig, "instances_latency.png", "a write that changes one instance, as instances grow")
 
     # Follower bootstrap vs state size.
     rows = r.get("bootstrap", {}).get("rows")

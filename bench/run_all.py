@@ -25,18 +25,26 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import capacity_bench, graph_bench, proxy_bench, replication_bench, skip_runtime
-from bench.cluster import cluster, proxy_available, serve
+from bench import (
+    capacity_bench,
+    engine_instances_bench,
+    graph_bench,
+    proxy_bench,
+    replication_bench,
+    skip_runtime,
+)
+from bench.cluster import proxy_available, serve
 from bench.endpoints import Endpoint
-from bench.fanout_bench import fanout_curve, per_stream_bytes
+from bench.fanout_bench import fanout_curve
 from bench.hackernews_bench import hackernews_figures
 from bench.http_bench import pct, wide_figures
-from bench.instances_bench import many_instances
+from bench.instances_bench import many_instances, on_cluster
 from bench.report import RESULTS
+from bench.summary import print_summary, summary_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,8 +61,9 @@ class Sizes:
     fanout_writes: int
     idle_streams: int
     proxy_fanout: int
-    instances: int
-    instance_writes: int
+    instance_counts: tuple[int, ...]
+    instance_writes: int  # timed writes at each count
+    engine_instance_counts: tuple[int, ...]
     bootstrap_sizes: tuple[int, ...]
     bootstrap_trials: int
     lag_rates: tuple[int, ...]
@@ -64,14 +73,16 @@ class Sizes:
 FULL = Sizes(
     wide_keys=1_000_000, compare_keys=100_000, graph_writes=2000, latency_writes=1000,
     ingest_seconds=10.0, posts=1000, fanout_counts=(1, 10, 100, 1000, 10_000), fanout_writes=5,
-    idle_streams=10_000, proxy_fanout=1000, instances=10_000, instance_writes=200,
+    idle_streams=10_000, proxy_fanout=1000, instance_counts=(10, 100, 1000, 10_000),
+    instance_writes=100, engine_instance_counts=(10, 100, 1000, 10_000, 100_000),
     bootstrap_sizes=(10_000, 100_000, 1_000_000), bootstrap_trials=3,
     lag_rates=(1000, 5000, 10_000, 20_000), lag_seconds=10.0,
 )  # fmt: skip
 QUICK = Sizes(
     wide_keys=20_000, compare_keys=20_000, graph_writes=200, latency_writes=100,
     ingest_seconds=2.0, posts=200, fanout_counts=(1, 10, 100), fanout_writes=3,
-    idle_streams=200, proxy_fanout=100, instances=300, instance_writes=30,
+    idle_streams=200, proxy_fanout=100, instance_counts=(10, 100, 300), instance_writes=20,
+    engine_instance_counts=(10, 100, 1000),
     bootstrap_sizes=(2_000, 20_000), bootstrap_trials=1, lag_rates=(1000, 5000), lag_seconds=2.0,
 )  # fmt: skip
 
@@ -225,26 +236,30 @@ def step_proxy(s: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def step_instances(s: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Distinct instances, each with a reader: on one `skiff serve` node (like for like with
+    Skip's one process), on a follower read directly, on a follower behind the proxy."""
+    counts, writes = s.instance_counts, s.instance_writes
     out: dict[str, Any] = {}
-
-    async def run() -> dict[str, Any]:
-        async with cluster("bench.workloads:items", "bench-items", s.instances) as c:
-            follower = replace(c.followers[0], pids={"node": c.pids["follower1"]})
-            return await many_instances(follower, c.leader, s.instances, s.instance_writes)
-
-    out["skiff"] = asyncio.run(run())
-    # The same on one `skiff serve` process: the like-for-like comparison with Skip's process.
-    with serve("bench.workloads:items", s.instances) as node:
-        out["skiff_node"] = asyncio.run(
-            many_instances(node, node, s.instances, s.instance_writes)
-        )
+    with serve("bench.workloads:items", max(counts)) as node:
+        out["skiff_node"] = asyncio.run(many_instances(node, node, counts, writes))
+    out["skiff"] = asyncio.run(on_cluster(counts, writes, via_proxy=False))
+    reason = proxy_available()
+    if reason is None:
+        out["skiff_proxy"] = asyncio.run(on_cluster(counts, writes, via_proxy=True))
     reason = _skip_or_reason(ctx["with_skip"])
     if reason:
         out["skip_unavailable"] = reason
         return out
-    with skip_runtime.skip_service("items", s.instances) as skip:
-        out["skip"] = asyncio.run(many_instances(skip, skip, s.instances, s.instance_writes))
+    with skip_runtime.skip_service("items", max(counts)) as skip:
+        out["skip"] = asyncio.run(many_instances(skip, skip, counts, writes))
     return out
+
+
+def step_engine_instances(s: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
+    """The engine alone, in process: a write's cost as live instances grow (to 100,000)."""
+    counts = s.engine_instance_counts
+    workloads = ["slice", "take", "hackernews"]
+    return engine_instances_bench.run(counts, workloads, memory_instances=None)
 
 
 def step_bootstrap(s: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
@@ -271,150 +286,11 @@ STEPS: dict[str, Step] = {
     "fanout": step_fanout,
     "proxy": step_proxy,
     "instances": step_instances,
+    "engine_instances": step_engine_instances,
     "bootstrap": step_bootstrap,
     "replication_lag": step_replication_lag,
     "capacity": step_capacity,
 }
-
-
-# -- the summary table ---------------------------------------------------------------------------
-Row = tuple[str, str, str, str]  # figure, skiff, Skip, skiff/Skip
-
-
-def _ratio(a: float | None, b: float | None) -> str:
-    if a is None or b is None or b == 0:
-        return ""
-    return f"{a / b:.2f}"
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "" if value is None else format(value, spec)
-
-
-def _pair(
-    rows: list[Row], name: str, data: dict[str, Any], field: str, spec: str, scale: float = 1.0
-) -> None:
-    a = data.get("skiff", {}).get(field)
-    b = data.get("skip", {}).get(field)
-    a = None if a is None else a * scale
-    b = None if b is None else b * scale
-    rows.append((name, _fmt(a, spec), _fmt(b, spec), _ratio(a, b)))
-
-
-def summary_rows(r: dict[str, Any]) -> list[Row]:
-    rows: list[Row] = []
-    g = r.get("graph")
-    if g and "error" not in g:
-        rows.append((f"wide {g['keys']:,} keys: build from scratch (s)", f"{g['build_s']:.2f}", "", ""))  # noqa: E501
-        rows.append(("wide: single-key write p50 (µs)", f"{g['write_p50_us']:.0f}", "", ""))
-        rows.append(("wide: write speed-up vs recompute (x)", f"{g['speedup']:,.0f}", "", ""))
-        per_key = g["memory"]["overhead_per_key_per_collection"]
-        rows.append(("engine overhead (B/key/collection)", f"{per_key:.0f}", "", ""))
-    w = r.get("wide_http")
-    if w and "error" not in w:
-        k = w["keys"]
-        rows.append((f"wide {k:,}: write→SSE p50 (ms)", f"{w['skiff']['latency_p50_ms']:.2f}", "", ""))  # noqa: E501
-        rows.append((f"wide {k:,}: write→SSE p99 (ms)", f"{w['skiff']['latency_p99_ms']:.2f}", "", ""))  # noqa: E501
-        rows.append((f"wide {k:,}: ingest (keys/s)", f"{w['skiff']['throughput_keys_per_s']:,.0f}", "", ""))  # noqa: E501
-    c = r.get("wide_compare")
-    if c and "error" not in c:
-        k = c["keys"]
-        _pair(rows, f"wide {k:,}: start to ready (s)", c, "ready_s", ".2f")
-        _pair(rows, f"wide {k:,}: write→SSE p50 (ms)", c, "latency_p50_ms", ".2f")
-        _pair(rows, f"wide {k:,}: write→SSE p99 (ms)", c, "latency_p99_ms", ".2f")
-        _pair(rows, f"wide {k:,}: ingest (keys/s)", c, "throughput_keys_per_s", ",.0f")
-    h = r.get("hackernews")
-    if h and "error" not in h:
-        _pair(rows, "hackernews: write→SSE p50 (ms)", h, "latency_p50_ms", ".2f")
-        _pair(rows, "hackernews: write→SSE p99 (ms)", h, "latency_p99_ms", ".2f")
-        _pair(rows, "hackernews: upvotes ingested (/s)", h, "throughput_keys_per_s", ",.0f")
-    f = r.get("fanout")
-    if f and "error" not in f:
-        skip_rows = {row["subscribers"]: row for row in f.get("skip", [])}
-        for row in f["skiff"]:
-            n = row["subscribers"]
-            other = skip_rows.get(n, {}).get("last_ms")
-            rows.append((f"fan-out {n:,} subs: last received (ms)", f"{row['last_ms']:.1f}",
-                         _fmt(other, ".1f"), _ratio(row["last_ms"], other)))  # fmt: skip
-        a = per_stream_bytes(f["skiff"], "node")
-        b = per_stream_bytes(f["skip"], "node") if f.get("skip") else None
-        rows.append(("fan-out: RSS per stream (KB)", _fmt(a and a / 1e3, ".1f"),
-                     _fmt(b and b / 1e3, ".1f"), _ratio(a, b)))  # fmt: skip
-    px = r.get("proxy")
-    if px and "error" not in px and "unavailable" not in px:
-        rows += [(f"proxy: {name.strip()}", value, "", "") for name, value in proxy_bench.rows(px)]
-    i = r.get("instances")
-    if i and "error" not in i:
-        n = i["skiff"]["instances"]
-        _pair(rows, f"{n:,} instances: creation (/s)", i, "creation_per_s", ",.0f")
-        a = i["skiff"]["rss_per_instance_bytes"]["node"] / 1e3
-        b = i["skip"]["rss_per_instance_bytes"]["node"] / 1e3 if "skip" in i else None
-        rows.append((f"{n:,} instances: RSS per instance (KB)", f"{a:.1f}", _fmt(b, ".1f"), _ratio(a, b)))  # noqa: E501
-        _pair(rows, f"{n:,} instances: write→SSE p50 (ms)", i, "latency_p50_ms", ".2f")
-        _pair(rows, f"{n:,} instances: write→SSE p99 (ms)", i, "latency_p99_ms", ".2f")
-        if "skiff_node" in i:
-            node = {"skiff": i["skiff_node"], "skip": i.get("skip", {})}
-            a = i["skiff_node"]["rss_per_instance_bytes"]["node"] / 1e3
-            rows.append((f"{n:,} instances, one node: RSS/instance (KB)", f"{a:.1f}", _fmt(b, ".1f"), _ratio(a, b)))  # noqa: E501
-            _pair(rows, f"{n:,} instances, one node: write→SSE p50 (ms)", node, "latency_p50_ms", ".2f")  # noqa: E501
-            _pair(rows, f"{n:,} instances, one node: write→SSE p99 (ms)", node, "latency_p99_ms", ".2f")  # noqa: E501
-    b = r.get("bootstrap")
-    if b and "error" not in b:
-        for row in b["rows"]:
-            rows.append((f"follower bootstrap, {row['keys']:,} keys (s)", f"{row['median_s']:.2f}", "", ""))  # noqa: E501
-    lag = r.get("replication_lag")
-    if lag and "error" not in lag:
-        via = lag["write_sse_via_follower_ms"]
-        rows.append(("write→SSE via follower p50 (ms)", f"{statistics.median(via):.2f}", "", ""))
-        for rate, samples in lag["rates"].items():
-            if samples:
-                rows.append((f"lag at {int(rate):,} keys/s p50 / p99 (ms)",
-                             f"{statistics.median(samples):.1f} / {pct(samples, 0.99):.1f}", "", ""))  # fmt: skip # noqa: E501
-        redis = lag["redis"]
-        rows.append(("Redis bytes/version (deltas)", f"{redis['deltas_bytes_per_version']:,.0f}", "", ""))  # noqa: E501
-    cap = r.get("capacity")
-    if cap and "error" not in cap:
-        costs = cap["costs"]
-        rows.append(("leader µs/version + µs/key", f"{costs['leader_per_version'] * 1e6:.0f} + {costs['leader_per_key'] * 1e6:.1f}", "", ""))  # noqa: E501
-        rows.append(("follower µs/delta + µs/key", f"{costs['follower_per_version'] * 1e6:.0f} + {costs['follower_per_key'] * 1e6:.1f}", "", ""))  # noqa: E501
-        rows.append(("SSE µs/event/subscriber", f"{costs['sse_per_event'] * 1e6:.1f}", "", ""))
-        rows.append(("proxy ns/byte relayed", f"{costs['proxy_per_byte'] * 1e9:.0f}", "", ""))
-        rows.append(("Redis µs/version + µs/key", f"{costs['redis_per_version'] * 1e6:.0f} + {costs['redis_per_key'] * 1e6:.2f}", "", ""))  # noqa: E501
-        for v in cap["validation"]:
-            errors = [
-                abs(v["predicted"][role] - v["measured"][role]) / v["measured"][role]
-                for role in v["predicted"]
-                if v["measured"][role] > 0.01
-            ]
-            total_p, total_m = sum(v["predicted"].values()), sum(v["measured"][k] for k in v["predicted"])  # noqa: E501
-            rows.append((f"model, {v['followers']} follower(s): CPU pred/meas (err)",
-                         f"{total_p:.2f}/{total_m:.2f} ({max(errors, default=0) * 100:.0f}%)", "", ""))  # fmt: skip # noqa: E501
-        for v in cap.get("overload", {}).get("rows", []):
-            total_p = sum(v["predicted"].values())
-            delivered = v["events_per_s"] / max(1.0, v["events_demanded_per_s"])
-            rows.append((f"overload, {v['followers']} follower(s): CPU pred, events delivered",
-                         f"{total_p:.2f}, {delivered * 100:.0f}%", "", ""))  # fmt: skip
-    for name, data in r.items():
-        if isinstance(data, dict) and "error" in data:
-            rows.append((f"{name}: FAILED", data["error"].splitlines()[-1][:40], "", ""))
-    return rows
-
-
-def print_summary(rows: list[Row], with_skip: bool) -> None:
-    head = ("figure", "skiff", "Skip", "skiff/Skip") if with_skip else ("figure", "skiff", "", "")
-    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(4)]
-    line = "  ".join(
-        h.ljust(widths[0]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(head)
-    )
-    print("\n" + line + "\n" + "-" * len(line))
-    for row in rows:
-        print("  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row)))  # noqa: E501
-
-
-def markdown_table(rows: list[Row]) -> str:
-    out = ["| figure | skiff | Skip 0.0.15 | skiff/Skip |", "|---|---:|---:|---:|"]
-    out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    return "\n".join(out)
 
 
 def machine() -> dict[str, Any]:
