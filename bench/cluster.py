@@ -48,15 +48,19 @@ class Cluster:
     redis_pid: int
     leader: Endpoint
     followers: list[Endpoint] = field(default_factory=list)
-    proxy: Endpoint | None = None
+    proxies: list[Endpoint] = field(default_factory=list)
+
+    @property
+    def proxy(self) -> Endpoint | None:
+        return self.proxies[0] if self.proxies else None
 
     @property
     def pids(self) -> dict[str, int]:
         out = {"redis": self.redis_pid, "leader": self.leader.pids["node"]}
         for i, follower in enumerate(self.followers):
             out[f"follower{i + 1}"] = follower.pids["node"]
-        if self.proxy is not None:
-            out["proxy"] = self.proxy.pids["node"]
+        for i, proxy in enumerate(self.proxies):
+            out["proxy" if i == 0 else f"proxy{i + 1}"] = proxy.pids["node"]
         return out
 
 
@@ -67,9 +71,11 @@ async def cluster(
     keys: int,
     followers: int = 1,
     proxy: bool = False,
+    proxies: int | None = None,
     leader_args: tuple[str, ...] = ("--snapshot-every", "100000000"),
 ) -> AsyncIterator[Cluster]:
-    """Valkey + `skiff leader` + `followers` x `skiff follower` (+ `skiff proxy`)."""
+    """Valkey + `skiff leader` + `followers` x `skiff follower` (+ `proxies` x `skiff proxy`;
+    `proxy=True` is one)."""
     async with EmbeddedRedis() as server:
         assert server.pid is not None
         with contextlib.ExitStack() as stack:
@@ -98,7 +104,7 @@ async def cluster(
             for follower in built.followers:
                 url = f"http://127.0.0.1:{follower.control_port}"
                 await asyncio.to_thread(wait_ready, url, 600)
-            if proxy:
+            for _ in range(proxies if proxies is not None else int(proxy)):
                 pport = free_port()
                 proc = stack.enter_context(
                     skiff(
@@ -107,5 +113,5 @@ async def cluster(
                     )
                 )  # fmt: skip
                 await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{pport}", 60)
-                built.proxy = Endpoint.single("skiff", pport, {"node": proc.pid})
+                built.proxies.append(Endpoint.single("skiff", pport, {"node": proc.pid}))
             yield built

@@ -2,7 +2,7 @@
 SSE reader — memory, creation rate, and write→SSE latency as the number of live instances grows.
 
     .venv/bin/python -m bench.instances_bench --counts 10,100,1000,10000
-    .venv/bin/python -m bench.instances_bench --via proxy      # a follower behind the proxy
+    .venv/bin/python -m bench.instances_bench --via proxy      # a follower behind proxies
 
 Instance i is `probe {"key": i}` over the items service; each has one SSE subscriber. After each
 count is reached, writes set one random live instance's item to `{"seq": n}`; its subscriber
@@ -32,8 +32,41 @@ from bench.subscribers import SubscriberPool
 COUNTS = (10, 100, 1_000, 10_000)
 
 
+class Readers:
+    """One SSE subscriber per stream, spread over one or several endpoints (several proxies in
+    front of one follower: a proxy process cannot relay 10,000 streams under this machine's
+    20,000-descriptor limit, two descriptors each)."""
+
+    def __init__(self, endpoints: Sequence[Endpoint]) -> None:
+        self._endpoints = endpoints
+        self._pools = [SubscriberPool(e.host, e.stream_port) for e in endpoints]
+
+    async def add(self, ids: Sequence[str]) -> None:
+        n = len(self._pools)
+        for i, (pool, endpoint) in enumerate(zip(self._pools, self._endpoints, strict=True)):
+            await pool.add([endpoint.stream_path(s) for s in ids[i::n]])
+
+    def expect(self, marker: bytes) -> None:
+        for pool in self._pools:
+            pool.expect(marker, want=1)
+
+    async def first_arrival(self, wait_s: float = 30) -> float:
+        """When the subscriber of the write armed by `expect` received it (one pool has it)."""
+        waits = {asyncio.create_task(pool.arrivals(wait_s=wait_s)) for pool in self._pools}
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        return min(task.result()[0] for task in done)
+
+    def close(self) -> None:
+        for pool in self._pools:
+            pool.close()
+
+
 async def _writes(
-    writes_to: Endpoint, pool: SubscriberPool, live: int, writes: int, seq: int
+    writes_to: Endpoint, readers: Readers, live: int, writes: int, seq: int
 ) -> list[float]:
     rng = random.Random(3 + live)
     writer = await writes_to.control()
@@ -41,13 +74,12 @@ async def _writes(
     try:
         for n in range(seq, seq + writes):
             key = rng.randrange(live)
-            pool.expect(b'"seq":%d}' % n, want=1)
+            readers.expect(b'"seq":%d}' % n)
             start = time.perf_counter()
             body = orjson.dumps([[key, [{"seq": n}]]])
             resp = await writer.request("PATCH", "/v1/inputs/items", body)
             assert resp.status == 200, resp
-            arrivals = await pool.arrivals(wait_s=30)
-            latency.append(arrivals[0] - start)
+            latency.append(await readers.first_arrival() - start)
             await asyncio.sleep(0.01)
     finally:
         await writer.close()
@@ -55,11 +87,17 @@ async def _writes(
 
 
 async def many_instances(
-    streams: Endpoint, writes_to: Endpoint, counts: Sequence[int], writes: int
+    streams: Endpoint,
+    writes_to: Endpoint,
+    counts: Sequence[int],
+    writes: int,
+    *,
+    readers_at: Sequence[Endpoint] = (),
 ) -> dict[str, Any]:
-    """Instances up to each of `counts` (ascending), `writes` timed writes at each; RSS of
-    `streams.pids` recorded after each step."""
-    pool = SubscriberPool(streams.host, streams.stream_port)
+    """Instances up to each of `counts` (ascending), created at `streams` and read there (or
+    spread over `readers_at`), `writes` timed writes at each count; RSS of `streams.pids`
+    recorded after each step."""
+    readers = Readers(readers_at or [streams])
     rss_curve: list[dict[str, Any]] = [
         {"streams": 0, "rss_bytes": {r: rss_bytes(p) for r, p in streams.pids.items()}}
     ]
@@ -73,12 +111,12 @@ async def many_instances(
             t0 = time.perf_counter()
             ids = await create_streams(streams, params)
             create_s += time.perf_counter() - t0
-            await pool.add([streams.stream_path(i) for i in ids])
+            await readers.add(ids)
             done = target
             await asyncio.sleep(0.5)
             rss = {r: rss_bytes(p) for r, p in streams.pids.items()}
             rss_curve.append({"streams": done, "rss_bytes": rss})
-            latency = await _writes(writes_to, pool, done, writes, seq=len(curve) * writes)
+            latency = await _writes(writes_to, readers, done, writes, seq=len(curve) * writes)
             curve.append(
                 {
                     "instances": done,
@@ -87,7 +125,7 @@ async def many_instances(
                 }
             )
     finally:
-        pool.close()
+        readers.close()
     base, top = rss_curve[0]["rss_bytes"], rss_curve[-1]["rss_bytes"]
     return {
         "instances": done,
@@ -101,18 +139,22 @@ async def many_instances(
     }
 
 
+#: Proxies in front of the follower when streams are read through them (see Readers).
+PROXIES = 2
+
+
 async def on_cluster(counts: Sequence[int], writes: int, *, via_proxy: bool) -> dict[str, Any]:
-    """On a follower (streams read directly, writes to the leader) or behind the proxy (both
-    through it); RSS is the follower's (and the proxy's)."""
+    """On a follower (streams read directly, writes to the leader) or behind proxies (streams
+    created, read and written through them); RSS is the follower's (and the first proxy's)."""
     from bench.cluster import cluster
 
     keys = max(counts)
-    async with cluster("bench.workloads:items", "bench-items", keys, proxy=via_proxy) as c:
+    proxies = PROXIES if via_proxy else 0
+    async with cluster("bench.workloads:items", "bench-items", keys, proxies=proxies) as c:
         pids = {"node": c.pids["follower1"]}
         if via_proxy:
-            assert c.proxy is not None
-            streams = replace(c.proxy, pids={**pids, "proxy": c.pids["proxy"]})
-            return await many_instances(streams, c.proxy, counts, writes)
+            first = replace(c.proxies[0], pids={**pids, "proxy": c.pids["proxy"]})
+            return await many_instances(first, first, counts, writes, readers_at=c.proxies)
         follower = replace(c.followers[0], pids=pids)
         return await many_instances(follower, c.leader, counts, writes)
 

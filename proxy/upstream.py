@@ -13,26 +13,15 @@ import asyncio
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
-
-import httpx
 
 from broker.http.paths import STREAM_ID_HEADER
 from broker.store.node_record import NodeRecord
+from proxy.control_client import ControlClient, Reply, header_safe
 from proxy.errors import NodeUnavailableError
 from proxy.node_stream import NodeStream
 
-#: The header by which the proxy tells a node which id to give a stream it creates.
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A node's complete answer to a control request."""
-
-    status: int
-    body: bytes
-    content_type: str | None
+__all__ = ["Reply", "Upstream", "segment"]
 
 
 def segment(value: str) -> str:
@@ -47,27 +36,21 @@ class Upstream:
         token: str | None,
         connect_timeout_s: float,
         request_timeout_s: float,
-        transport: httpx.AsyncBaseTransport | None = None,
         observe: Callable[[str, float], None] | None = None,
     ) -> None:
         #: Called with (method, seconds) for every completed control request.
         self._observe = observe
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
-        self._timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
         self._connect_timeout_s = connect_timeout_s
         self._request_timeout_s = request_timeout_s
         self._ssl: ssl.SSLContext | None = None  # made on the first https node
-        self._http = httpx.AsyncClient(
-            # Control requests only: relayed streams have their own connections.
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-            timeout=self._timeout,
-            transport=transport,
-            follow_redirects=False,
-            trust_env=False,
+        # Control requests only: relayed streams have connections of their own.
+        self._control = ControlClient(
+            connect_timeout_s=connect_timeout_s, request_timeout_s=request_timeout_s
         )
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._control.aclose()
 
     async def request(
         self,
@@ -80,19 +63,15 @@ class Upstream:
     ) -> Reply:
         """Send one request and read the whole reply. Raises NodeUnavailableError when the node
         cannot be reached or fails mid-request; any HTTP status is returned as a Reply."""
-        request = self._http.build_request(
-            method, _url(node, path), content=content, headers=self._headers(headers)
-        )
+        if node.url is None:
+            raise NodeUnavailableError(node.node_id, "it advertises no URL")
         started = time.perf_counter()
-        try:
-            response = await self._http.send(request)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as err:
-            raise NodeUnavailableError(node.node_id, _reason(err)) from err
-        except httpx.TransportError as err:
-            raise NodeUnavailableError(node.node_id, _reason(err), reached=True) from err
+        reply = await self._control.request(
+            node.node_id, node.url.rstrip("/"), method, path, self._headers(headers), content
+        )
         if self._observe is not None:
             self._observe(method, time.perf_counter() - started)
-        return Reply(response.status_code, response.content, response.headers.get("content-type"))
+        return reply
 
     async def create_stream(
         self, node: NodeRecord, resource: str, params: bytes, stream_id: str
@@ -125,7 +104,7 @@ class Upstream:
             "Cache-Control: no-cache",
             "Connection: close",
         ]
-        if last_event_id is not None and _header_safe(last_event_id):
+        if last_event_id is not None and header_safe(last_event_id):
             lines.append(f"Last-Event-ID: {last_event_id}")
         lines += [f"{name}: {value}" for name, value in self._auth.items()]
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -158,12 +137,3 @@ def _url(node: NodeRecord, path: str) -> str:
     if node.url is None:
         raise NodeUnavailableError(node.node_id, "it advertises no URL")
     return node.url.rstrip("/") + path
-
-
-def _header_safe(value: str) -> bool:
-    # A client's header value is copied into the request line by line: no line breaks.
-    return len(value) <= 1024 and value.isascii() and value.isprintable()
-
-
-def _reason(err: httpx.TransportError) -> str:
-    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
