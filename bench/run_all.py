@@ -74,7 +74,7 @@ FULL = Sizes(
     wide_keys=1_000_000, compare_keys=100_000, graph_writes=2000, latency_writes=1000,
     ingest_seconds=10.0, posts=1000, fanout_counts=(1, 10, 100, 1000, 10_000), fanout_writes=5,
     idle_streams=10_000, proxy_fanout=1000, instance_counts=(10, 100, 1000, 10_000),
-    instance_writes=100, engine_instance_counts=(10, 100, 1000, 10_000, 100_000),
+    instance_writes=300, engine_instance_counts=(10, 100, 1000, 10_000, 100_000),
     bootstrap_sizes=(10_000, 100_000, 1_000_000), bootstrap_trials=3,
     lag_rates=(1000, 5000, 10_000, 20_000), lag_seconds=10.0,
 )  # fmt: skip
