@@ -58,7 +58,14 @@ StreamEvent = Init | Update
 
 
 def decode_event(message: SseMessage) -> StreamEvent | None:
-    """The typed event of an SSE message; None for a heartbeat (an update without id)."""
+    """The typed event of an SSE message; None for a heartbeat (an update without id). An
+    `error` event (the server ended the stream on a failure) raises StreamDisconnectedError."""
+    if message.event == "error":
+        try:
+            reason = str(loads(message.data)["error"])
+        except (JsonDecodeError, TypeError, KeyError):
+            reason = message.data
+        raise StreamDisconnectedError(f"the server ended the stream: {reason}")
     if message.event not in ("init", "update"):
         raise StreamProtocolError(f"unexpected SSE event type {message.event!r}")
     if message.id is None:

@@ -29,3 +29,6 @@ class TickResult:
     version: int
     shared: Changeset
     instances: Mapping[int, list[Entry]]
+    #: Instances whose resource failed to build again when something it read changed: id ->
+    #: why. They keep serving their old build until released; the caller drops them.
+    failed: Mapping[int, str] = field(default_factory=dict)

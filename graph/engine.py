@@ -150,6 +150,7 @@ class Engine:
                 for key, values in entries:
                     node.set(key, values)
             tick.run()
+            rebuilt, failed = self._instances.rebuild_stale(tick)
         except BaseException as err:
             tick.abandon()
             tick.undo()
@@ -157,7 +158,7 @@ class Engine:
             if isinstance(err, GraphError | KeyboardInterrupt | SystemExit):
                 raise
             raise UserCodeError(f"tick failed: {err!r}") from err
-        result = self._result(tick, target)
+        result = self._result(tick, target, rebuilt, failed)
         return PendingTick(self, tick, result)
 
     def _commit(self, tick: Tick, version: int) -> None:
@@ -174,7 +175,13 @@ class Engine:
         self.tick = None
         self._instances.tick_ended()
 
-    def _result(self, tick: Tick, version: int) -> TickResult:
+    def _result(
+        self,
+        tick: Tick,
+        version: int,
+        rebuilt: Mapping[int, list[Entry]],
+        failed: Mapping[int, str],
+    ) -> TickResult:
         changed: dict[int, list[Entry]] = {}
         for node in tick.touched.values():
             entries = [(unkey(k), list(v)) for k, v in node.tick_changes()]
@@ -186,7 +193,10 @@ class Engine:
             if node.id in changed
         }
         instances = self._instances.changed(changed)
-        return TickResult(version, Changeset(version, shared), instances)
+        for inst_id in failed:
+            instances.pop(inst_id, None)
+        instances.update(rebuilt)
+        return TickResult(version, Changeset(version, shared), instances, failed)
 
     # -- reads ---------------------------------------------------------------------------------
     def _collection(self, name: str) -> Node:

@@ -9,6 +9,7 @@ from graph.keys import hkey, unkey
 
 if TYPE_CHECKING:
     from graph.changeset import Entry
+    from graph.instance_reads import InstanceReads
     from graph.lazy import LazyCollection
     from graph.node import Node
 
@@ -25,6 +26,9 @@ class ResourceInstance:
     nodes: tuple[Node, ...] = ()
     lazies: tuple[LazyCollection, ...] = ()
     refs: int = 1
+    #: What `instantiate` read of the shared collections (None when it read nothing): a change
+    #: there rebuilds the instance.
+    reads: InstanceReads | None = None
 
     def entries(self) -> list[Entry]:
         """The whole content in key order."""

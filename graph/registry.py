@@ -3,7 +3,9 @@ refcounted, and the nodes each one built.
 
 `instantiate` runs the resource's user code with the engine capturing every node and lazy
 collection created meanwhile; they belong to the instance and are freed with it (a shared take
-or slice handed out again is captured too: the instance holds one of its references).
+or slice handed out again is captured too: the instance holds one of its references). Reads of
+shared collections made meanwhile are tracked (graph/instance_reads.py): when one changes, the
+instance is built again inside the tick, and the tick reports the difference as its change.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from graph.changeset import Entry
 from graph.collections import EagerCollection
 from graph.errors import GraphError, NotJsonError, ParamsRejectedError, UnknownResourceError
 from graph.instance import ResourceInstance
+from graph.instance_reads import InstanceReads, content_before_tick, difference, reading_as
 from graph.keys import check_json
 from graph.lazy import LazyCollection
 from graph.node import Node
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from graph.tick import Tick
 
 Owned = Node | LazyCollection
+_Built = tuple[Node, list[Owned], InstanceReads | None]
 
 
 class Instances:
@@ -50,6 +54,8 @@ class Instances:
         self._ids = 0
         self._capture: list[Owned] | None = None
         self._free_later: list[list[Owned]] = []
+        # Instances whose reads changed in the open tick, in the order they did.
+        self._stale: dict[ResourceInstance, None] = {}
 
     def __len__(self) -> int:
         return len(self._live)
@@ -79,48 +85,15 @@ class Instances:
             return existing
         if self._tick() is not None:
             raise GraphError("cannot instantiate a resource during a tick")
-        captured: list[Owned] = []
-        self._capture = captured
-        try:
-            try:
-                obj = cls(params)
-            except Exception as err:
-                raise ParamsRejectedError(_reason(err)) from err
-            try:
-                out = obj.instantiate(self._handles(), self._context)
-            except Exception as err:
-                raise ParamsRejectedError(_reason(err)) from err
-            if not isinstance(out, EagerCollection):
-                raise ParamsRejectedError(
-                    f"resource {resource!r} did not return an EagerCollection"
-                )
-        except BaseException:
-            self._capture = None
-            free(captured)
-            raise
-        self._capture = None
+        output, captured, reads = self._build(resource, params)
         self._ids += 1
         # orjson's result keeps its 4 KB output buffer: an exact-size copy, since every live
         # instance keeps its canonical params.
         canonical = bytes(memoryview(canonical))
-        inst = ResourceInstance(
-            id=self._ids,
-            resource=resource,
-            params=params,
-            canonical_params=canonical,
-            output=out.node,
-            nodes=tuple(n for n in captured if isinstance(n, Node)),
-            lazies=tuple(n for n in captured if isinstance(n, LazyCollection)),
-        )
-        out.node.tracked = True
+        inst = ResourceInstance(id=self._ids, resource=resource, params=params,
+                                canonical_params=canonical, output=output)  # fmt: skip
+        self._adopt(inst, output, captured, reads)
         self._live[(resource, canonical)] = inst
-        owner = self._by_output.get(out.node.id)
-        if owner is None:
-            self._by_output[out.node.id] = inst
-        elif isinstance(owner, dict):
-            owner[inst] = None
-        else:
-            self._by_output[out.node.id] = {owner: None, inst: None}
         return inst
 
     def release(self, inst: ResourceInstance) -> None:
@@ -131,13 +104,11 @@ class Instances:
             return
         if self._live.get((inst.resource, inst.canonical_params)) is inst:
             del self._live[(inst.resource, inst.canonical_params)]
-        owner = self._by_output.get(inst.output.id)
-        if owner is inst:
-            del self._by_output[inst.output.id]
-        elif isinstance(owner, dict):
-            owner.pop(inst, None)
-            if len(owner) == 1:
-                self._by_output[inst.output.id] = next(iter(owner))
+        self._unmap(inst)
+        self._stale.pop(inst, None)
+        if inst.reads is not None:
+            inst.reads.instance = None
+            inst.reads.drop(None)
         if self._tick() is not None:
             # A tick is open (see Engine.begin): its undo may still touch these nodes. Free
             # them once it is committed or aborted.
@@ -146,9 +117,68 @@ class Instances:
             free([*inst.nodes, *inst.lazies])
 
     def tick_ended(self) -> None:
-        """Free what was released while a tick was open."""
+        """Free what was released (or replaced by a rebuild) while a tick was open."""
+        self._stale.clear()
         while self._free_later:
             free(self._free_later.pop())
+
+    # -- rebuilding ----------------------------------------------------------------------------
+    def stale(self, inst: ResourceInstance) -> None:
+        """Something `inst`'s instantiate read has changed (called during a tick)."""
+        self._stale[inst] = None
+
+    def rebuild_stale(self, tick: Tick) -> tuple[dict[int, list[Entry]], dict[int, str]]:
+        """Build every stale instance again, within `tick` (journaled: an undo restores the old
+        build). Returns each rebuilt instance's change for its readers, and the instances whose
+        resource failed to build again (id -> why; they keep their old build, no longer
+        tracked: the caller drops them)."""
+        changes: dict[int, list[Entry]] = {}
+        failed: dict[int, str] = {}
+        while self._stale:
+            inst = next(iter(self._stale))
+            del self._stale[inst]
+            before = content_before_tick(inst.output)
+            old = (inst.output, inst.nodes, inst.lazies, inst.reads)
+            assert inst.reads is not None
+            inst.reads.instance = None
+            inst.reads.drop(tick)
+            try:
+                output, captured, reads = self._build(inst.resource, inst.params)
+            except ParamsRejectedError as err:
+                failed[inst.id] = str(err)
+                inst.reads = None
+                tick.journal.append((self._restore, (inst, *old, None)))
+                continue
+            self._unmap(inst)
+            self._adopt(inst, output, captured, reads)
+            retired: list[Owned] = [*old[1], *old[2]]
+            self._free_later.append(retired)
+            tick.journal.append((self._restore, (inst, *old, retired)))
+            change = difference(before, inst.output)
+            if change:
+                changes[inst.id] = change
+        return changes, failed
+
+    def _restore(
+        self,
+        inst: ResourceInstance,
+        output: Node,
+        nodes: tuple[Node, ...],
+        lazies: tuple[LazyCollection, ...],
+        reads: InstanceReads | None,
+        retired: list[Owned] | None,
+    ) -> None:
+        """Undo of a rebuild (`retired`: the old build, None when the rebuild failed): the new
+        build is freed and the old one put back in place, its reads tracked again."""
+        if retired is not None:
+            self._free_later.remove(retired)
+            self._unmap(inst)
+            free([*inst.nodes, *inst.lazies])
+        inst.output, inst.nodes, inst.lazies, inst.reads = output, nodes, lazies, reads
+        if reads is not None:
+            reads.instance = inst
+        if retired is not None:
+            self._map(inst)
 
     # -- a tick's changes --------------------------------------------------------------------
     def changed(self, by_node: Mapping[int, list[Entry]]) -> dict[int, list[Entry]]:
@@ -165,6 +195,71 @@ class Instances:
             else:
                 instances[owner.id] = entries
         return instances
+
+    # -- internals -------------------------------------------------------------------------
+    def _build(self, resource: str, params: Any) -> _Built:
+        """Run the resource's code: its output, what it built and what it read."""
+        cls = self._service.resources[resource]
+        captured: list[Owned] = []
+        reads = InstanceReads(self)
+        self._capture = captured
+        try:
+            try:
+                obj = cls(params)
+            except Exception as err:
+                raise ParamsRejectedError(_reason(err)) from err
+            try:
+                with reading_as(reads):
+                    out = obj.instantiate(self._handles(), self._context)
+            except Exception as err:
+                raise ParamsRejectedError(_reason(err)) from err
+            if not isinstance(out, EagerCollection):
+                raise ParamsRejectedError(
+                    f"resource {resource!r} did not return an EagerCollection"
+                )
+        except BaseException:
+            self._capture = None
+            reads.drop(None)
+            free(captured)
+            raise
+        self._capture = None
+        return out.node, captured, None if reads.empty else reads
+
+    def _adopt(
+        self,
+        inst: ResourceInstance,
+        output: Node,
+        captured: list[Owned],
+        reads: InstanceReads | None,
+    ) -> None:
+        inst.output = output
+        inst.nodes = tuple(n for n in captured if isinstance(n, Node))
+        inst.lazies = tuple(n for n in captured if isinstance(n, LazyCollection))
+        inst.reads = reads
+        if reads is not None:
+            reads.instance = inst
+        output.tracked = True
+        self._map(inst)
+
+    def _map(self, inst: ResourceInstance) -> None:
+        node_id = inst.output.id
+        owner = self._by_output.get(node_id)
+        if owner is None:
+            self._by_output[node_id] = inst
+        elif isinstance(owner, dict):
+            owner[inst] = None
+        else:
+            self._by_output[node_id] = {owner: None, inst: None}
+
+    def _unmap(self, inst: ResourceInstance) -> None:
+        node_id = inst.output.id
+        owner = self._by_output.get(node_id)
+        if owner is inst:
+            del self._by_output[node_id]
+        elif isinstance(owner, dict):
+            owner.pop(inst, None)
+            if len(owner) == 1:
+                self._by_output[node_id] = next(iter(owner))
 
 
 def _reason(err: Exception) -> str:

@@ -48,6 +48,12 @@ def parse_event_id(value: str) -> tuple[str, int] | None:
     return run, int(version)
 
 
+def encode_error(message: str) -> bytes:
+    """An `error` event: the stream ends on a failure of the server's (e.g. a resource that
+    cannot be built any more). EventSource hands it to its `error` listeners."""
+    return b"event: error\ndata: %s\n\n" % dumps({"error": message})
+
+
 def encode_entries(entries: Sequence[Entry]) -> bytes:
     return dumps(entries)
 

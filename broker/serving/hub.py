@@ -19,8 +19,9 @@ reading an instance's content for an init and registering the reader no tick can
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +31,15 @@ from broker.errors import (
     StreamIdConflictError,
     UnknownStreamError,
 )
-from broker.http.sse import check_run_id, encode_event, parse_event_id
+from broker.http.sse import check_run_id, encode_error, encode_event, parse_event_id
 from broker.serving.config import ServeConfig
+from broker.serving.heartbeats import Heartbeats
 from broker.serving.instance_state import InstanceState
 from broker.serving.subscription import Subscription
 from broker.types import Entry, Json
 from graph import Engine, GraphError, TickResult
+
+logger = logging.getLogger("skiff.broker")
 
 
 @dataclass(eq=False, slots=True)
@@ -52,7 +56,7 @@ class Hub:
         self._instances: dict[int, InstanceState] = {}
         self._streams: dict[str, _Stream] = {}
         self._draining = False
-        self._beat_timer: asyncio.TimerHandle | None = None
+        self._beats = Heartbeats(config.heartbeat_s, self._all_readers)
 
     @property
     def engine(self) -> Engine:
@@ -82,6 +86,10 @@ class Hub:
     def reader_count(self) -> int:
         return sum(len(state.readers) for state in self._instances.values())
 
+    def _all_readers(self) -> Iterator[Subscription]:
+        for state in self._instances.values():
+            yield from state.readers
+
     # -- writes ------------------------------------------------------------------------------
     def apply(self, writes: Mapping[str, Any]) -> TickResult:
         """Apply a write batch and fan its changes out before returning."""
@@ -104,6 +112,18 @@ class Hub:
                 if not reader.push(result.version, entries, data):
                     reader.close("lagging")
                     self._detach(reader)
+        for instance_id, why in result.failed.items():
+            self._fail(instance_id, why)
+
+    def _fail(self, instance_id: int, why: str) -> None:
+        """The instance's resource could not be built again on the new state: its readers are
+        told so and the instance goes with its stream ids (a new stream may build it anew)."""
+        state = self._instances.get(instance_id)
+        if state is None:
+            return
+        logger.warning("resource %s failed: %s", state.handle.resource, why)
+        state.close_readers("failed", encode_error(f"resource failed: {why}"))
+        self._drop(state)
 
     # -- streams -----------------------------------------------------------------------------
     def create_stream(self, resource: str, params: Json, *, stream_id: str | None = None) -> str:
@@ -196,7 +216,7 @@ class Hub:
         stream.reader = reader
         state.readers.add(reader)
         state.disarm_idle()
-        self._arm_beat()
+        self._beats.arm()
         return reader
 
     def unsubscribe(self, reader: Subscription) -> None:
@@ -222,25 +242,6 @@ class Hub:
             state.readers.discard(reader)
             if not state.readers:
                 self._arm_idle(state)
-
-    # -- heartbeats ----------------------------------------------------------------------------
-    # One timer for the node, not one per reader: every heartbeat_s / 2 each reader that sent
-    # nothing since the previous beat is sent a heartbeat, so an idle stream hears from the
-    # node at least every heartbeat_s.
-    def _arm_beat(self) -> None:
-        if self._beat_timer is None:
-            loop = asyncio.get_running_loop()
-            self._beat_timer = loop.call_later(self._config.heartbeat_s / 2, self._beat)
-
-    def _beat(self) -> None:
-        self._beat_timer = None
-        readers = 0
-        for state in self._instances.values():
-            for reader in state.readers:
-                reader.heartbeat()
-            readers += len(state.readers)
-        if readers:
-            self._arm_beat()
 
     # -- run changes -------------------------------------------------------------------------
     def reset_run(self, run: str, engine: Engine | None = None) -> None:
@@ -338,8 +339,6 @@ class Hub:
     def close(self) -> None:
         """Drain, then release every instance; the hub is unusable afterwards."""
         self.drain()
-        if self._beat_timer is not None:
-            self._beat_timer.cancel()
-            self._beat_timer = None
+        self._beats.stop()
         for state in list(self._instances.values()):
             self._drop(state)

@@ -66,10 +66,10 @@ class InstanceState:
         for reader in self.readers:
             reader.instance_id = handle.id
 
-    def close_readers(self, reason: str) -> None:
+    def close_readers(self, reason: str, last: bytes | None = None) -> None:
         # A copy: closing a reader may detach it from this set at once.
         for reader in list(self.readers):
-            reader.close(reason)
+            reader.close(reason, last)
         self.readers.clear()
 
     def disarm_idle(self) -> None:

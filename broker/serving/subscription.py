@@ -24,6 +24,7 @@ class Subscription(ChunkSource):
         "_beat",
         "_first",
         "_lag",
+        "_last",
         "_max_lag",
         "_max_pending",
         "_merged",
@@ -53,6 +54,7 @@ class Subscription(ChunkSource):
         self._max_pending = max_pending
         self._max_lag = max_lag
         self._first: bytes | None = first
+        self._last: bytes | None = None
         # None until an update has to wait (most readers take each at once): an idle reader
         # holds no queue.
         self._queue: list[tuple[Sequence[Entry], bytes]] | None = None
@@ -117,10 +119,12 @@ class Subscription(ChunkSource):
         self._lag = 0
         self._wake()
 
-    def close(self, reason: str) -> None:
-        """End the subscription; the reader's next `next_chunk` returns None."""
+    def close(self, reason: str, last: bytes | None = None) -> None:
+        """End the subscription: what is pending is dropped; `last` (an error event, say) is
+        the one chunk still sent, then the reader's `next_chunk` returns None."""
         if self.close_reason is None:
             self.close_reason = reason
+            self._last = last
             self._wake()
 
     def heartbeat(self) -> None:
@@ -133,7 +137,8 @@ class Subscription(ChunkSource):
     def take(self) -> bytes | None:
         """The next chunk to send, or None when nothing is waiting (or closed)."""
         if self.close_reason is not None:
-            return None
+            last, self._last = self._last, None
+            return last
         chunk = self._take_data()
         if chunk is not None:
             # Data is as good as a heartbeat: a pending beat is dropped.

@@ -360,4 +360,4 @@ async def test_idle_readers_get_heartbeats_from_one_timer(make_hub: HubFactory) 
     hub.unsubscribe(idle)
     hub.unsubscribe(busy)
     await asyncio.sleep(0.12)
-    assert hub._beat_timer is None
+    assert hub._beats._timer is None
