@@ -16,6 +16,7 @@ from graph.errors import (
     UnknownResourceError,
     UserCodeError,
 )
+from graph.external import ExternalCallbacks, ExternalService
 from graph.instance import ResourceInstance
 from graph.keys import json_sort_key
 from graph.lazy import LazyCollection
@@ -31,6 +32,8 @@ __all__ = [
     "EagerCollection",
     "Engine",
     "Entry",
+    "ExternalCallbacks",
+    "ExternalService",
     "GraphError",
     "InvalidWriteError",
     "KeyLookupError",

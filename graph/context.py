@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from graph.collections import EagerCollection
 from graph.errors import UserCodeError
 from graph.lazy import LazyCollection
 
@@ -26,3 +27,11 @@ class Context:
                 f"lazy compute {compute.__name__} could not be constructed: {err!r}"
             ) from err
         return LazyCollection(self._engine, instance, self)
+
+    def use_external_resource(
+        self, service: str, identifier: str, params: Any = None
+    ) -> EagerCollection:
+        """The eager collection of `identifier` (with `params`) from the external service named
+        `service` in Service.external_services: shared by every identical request, and kept up
+        to date by the service (graph/external.py)."""
+        return EagerCollection(self._engine.use_external(service, identifier, params))

@@ -15,10 +15,12 @@ from graph.errors import (
     UnknownCollectionError,
     UserCodeError,
 )
+from graph.external import ExternalCollection, ExternalListener, Scope
+from graph.externals import Externals
 from graph.instance import ResourceInstance
 from graph.keys import unkey
 from graph.lazy import LazyCollection
-from graph.node import InputNode, Node
+from graph.node import InputNode, Node, StoredNode
 from graph.registry import Instances
 from graph.service import Service
 from graph.tick import Tick
@@ -28,7 +30,12 @@ from graph.writes import Batch, check_batch, check_entries
 class Engine:
     """Not thread-safe: call it from one thread (the event loop's)."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(
+        self,
+        service: Service,
+        external_state: Mapping[str, Sequence[Any]] | None = None,
+        listener: ExternalListener | None = None,
+    ) -> None:
         self.service = service
         self.version = 0
         self.tick: Tick | None = None
@@ -40,12 +47,24 @@ class Engine:
         self._instances = Instances(
             service, self.context, self._shared_handles, lambda: self.tick
         )
+        self.externals = Externals(
+            self, service.external_services, self._instances.building, external_state
+        )
+        self.externals.listener = listener
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
-    def for_service(cls, service: Service) -> Engine:
-        """A leader's (or single node's) engine: the inputs, then create_graph over them."""
-        engine = cls(service)
+    def for_service(
+        cls,
+        service: Service,
+        external_state: Mapping[str, Sequence[Any]] | None = None,
+        listener: ExternalListener | None = None,
+    ) -> Engine:
+        """A leader's (or single node's) engine: the inputs, then create_graph over them.
+        `external_state`: the content of shared external collections by name (a leader rebuilt
+        from a snapshot), given to each when create_graph opens it; `listener` hears of every
+        external collection opened and closed, create_graph's included."""
+        engine = cls(service, external_state, listener)
         for name, entries in service.inputs.items():
             node = engine._inputs[name] = InputNode(engine, name)
             for key, values in check_entries(name, entries):
@@ -84,6 +103,12 @@ class Engine:
         (outside an instance, create_graph's reference is for good)."""
         self._instances.captured(node)
 
+    def external_closed(self, collection: ExternalCollection) -> None:
+        self.externals.closed(collection)
+
+    def use_external(self, service: str, identifier: str, params: Any) -> ExternalCollection:
+        return self.externals.use(service, identifier, params)
+
     @property
     def input_names(self) -> tuple[str, ...]:
         return tuple(self._inputs)
@@ -91,6 +116,12 @@ class Engine:
     @property
     def shared_names(self) -> tuple[str, ...]:
         return tuple(self._shared)
+
+    @property
+    def durable_names(self) -> tuple[str, ...]:
+        """What a leader's snapshot keeps of its own state: the inputs, and the shared external
+        collections (their services are asked again after a failover; see docs/engine.md)."""
+        return (*self._inputs, *self.externals.names("shared"))
 
     @property
     def instance_count(self) -> int:
@@ -102,15 +133,30 @@ class Engine:
         NotJsonError); returns it normalised (keys in their canonical form)."""
         return {
             name: [(unkey(key), values) for key, values in entries]
-            for name, entries in self._batch(writes).items()
+            for name, entries in check_batch(writes, self._inputs).items()
         }
 
     def _batch(self, writes: Mapping[str, Any]) -> Batch:
-        return check_batch(writes, self._inputs)
+        # The service's own writes: its inputs, and its shared external collections (a leader
+        # logs their updates like inputs; a rebuild replays them).
+        return check_batch(writes, self._writable("shared"))
+
+    def _writable(self, scope: Scope) -> dict[str, StoredNode]:
+        externals = self.externals.by_name
+        out: dict[str, StoredNode] = dict(self._inputs) if scope == "shared" else {}
+        out.update((n, node) for n, node in externals.items() if node.scope == scope)
+        return out
 
     def apply(self, writes: Mapping[str, Any], version: int | None = None) -> TickResult:
         """One tick: all of `writes` or, when user code raises, nothing."""
         return self._tick(self._batch(writes), version)
+
+    def apply_local(self, writes: Mapping[str, Any]) -> TickResult:
+        """One tick writing local external collections (those resource instances opened):
+        the version does not move, since nothing replicated changes (graph/external.py)."""
+        pending = self._begin(check_batch(writes, self._writable("local")), self.version)
+        pending.commit()
+        return pending.result
 
     def replace_all(self, state: Mapping[str, Any], version: int) -> TickResult:
         """One tick making every input equal to `state` (a follower's resync)."""
@@ -141,12 +187,18 @@ class Engine:
         if version is not None and type(version) is not int:
             raise InvalidWriteError(f"a version is an int, got {version!r}")
         target = self.version + 1 if version is None else version
-        if target <= self.version:
+        local = all(
+            name in self.externals.by_name and self.externals.by_name[name].scope == "local"
+            for name in batch
+        )
+        if target <= self.version and not (local and target == self.version):
             raise InvalidWriteError(f"version {target} is not after {self.version}")
         tick = self.tick = Tick()
         try:
             for name, entries in batch.items():
-                node = self._inputs[name]
+                node: StoredNode | None = self._inputs.get(name)
+                if node is None:  # (not `or`: an empty collection is falsy)
+                    node = self.externals.by_name[name]
                 for key, values in entries:
                     node.set(key, values)
             tick.run()
@@ -204,6 +256,8 @@ class Engine:
         node = self._shared.get(name)
         if node is None:
             node = self._inputs.get(name)
+        if node is None:
+            node = self.externals.by_name.get(name)
         if node is None:
             raise UnknownCollectionError(f"unknown collection {name!r}")
         return node

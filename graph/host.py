@@ -23,3 +23,9 @@ class Host(Protocol):
 
     def register_reuse(self, node: Any) -> None:
         """A shared structural node was handed out again (to the instance being built)."""
+
+    def external_closed(self, collection: Any) -> None:
+        """An external collection lost its last user (graph/external.py)."""
+
+    def use_external(self, service: str, identifier: str, params: Any) -> Any:
+        """The node of an external resource (graph/externals.py)."""

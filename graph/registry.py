@@ -63,6 +63,10 @@ class Instances:
     def all(self) -> list[ResourceInstance]:
         return list(self._live.values())
 
+    def building(self) -> bool:
+        """Whether an instance is being built (its user code runs)."""
+        return self._capture is not None
+
     def captured(self, item: Owned) -> None:
         """A node or lazy collection was created (or a shared one handed out again): it
         belongs to the instance being built, if any."""

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from graph.api import Resource
     from graph.collections import EagerCollection
     from graph.context import Context
+    from graph.external import ExternalService
 
 CreateGraph = Callable[
     [Mapping[str, "EagerCollection"], "Context"], Mapping[str, "EagerCollection"]
@@ -27,6 +28,8 @@ class Service:
     resources: Mapping[str, type[Resource]]
     create_graph: CreateGraph | None = None
     name: str = field(default="skiff")
+    #: External services by name (graph/external.py), for `context.use_external_resource`.
+    external_services: Mapping[str, ExternalService] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for label, names in (("input", self.inputs), ("resource", self.resources)):

@@ -15,6 +15,8 @@ PUBLIC = [
     "EagerCollection",
     "Engine",
     "Entry",
+    "ExternalCallbacks",
+    "ExternalService",
     "GraphError",
     "InvalidWriteError",
     "KeyLookupError",
