@@ -40,6 +40,15 @@ class RedisUnavailableError(UnavailableError):
     """Redis cannot be reached, so nothing can be made durable now."""
 
 
+class ExternalResourceError(BrokerError):
+    """An external resource a resource reads could not be subscribed to, or its update broke
+    the resource (HTTP 502: the failure is upstream of skiff)."""
+
+
+class ExternalLoadingError(UnavailableError):
+    """An external resource a resource reads has not delivered its content yet (HTTP 503)."""
+
+
 class OverloadedError(BrokerError):
     """The node holds as many streams as it may; the client should retry later (HTTP 429)."""
 

@@ -86,6 +86,4 @@ class EagerCollection:
         return EagerCollection(TakeNode.obtain(self.node, limit))
 
     def merge(self, *others: EagerCollection) -> EagerCollection:
-        return EagerCollection(
-            MergeNode(self.node.engine, [self.node, *(o.node for o in others)])
-        )
+        return EagerCollection(MergeNode(self.node.engine, [self.node, *(o.node for o in others)]))

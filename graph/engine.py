@@ -44,9 +44,7 @@ class Engine:
         self._inputs: dict[str, InputNode] = {}
         self._shared: dict[str, Node] = {}
         self._handles: Mapping[str, EagerCollection] | None = None
-        self._instances = Instances(
-            service, self.context, self._shared_handles, lambda: self.tick
-        )
+        self._instances = Instances(service, self.context, self._shared_handles, lambda: self.tick)
         self.externals = Externals(
             self, service.external_services, self._instances.building, external_state
         )
@@ -108,6 +106,21 @@ class Engine:
 
     def use_external(self, service: str, identifier: str, params: Any) -> ExternalCollection:
         return self.externals.use(service, identifier, params)
+
+    def external_write(
+        self, collection: ExternalCollection, entries: Sequence[Entry], is_init: bool
+    ) -> dict[str, list[Entry]] | None:
+        """The write batch making `collection` follow one update of its service (see
+        Externals.update_entries): {} when it changes nothing, None when the collection is no
+        longer this engine's (closed, or its engine was replaced)."""
+        if self.externals.by_name.get(collection.name) is not collection:
+            return None
+        batch = self.externals.update_entries(collection.name, entries, is_init)
+        return {collection.name: batch} if batch else {}
+
+    def instances_using(self, collection: ExternalCollection) -> list[ResourceInstance]:
+        """The live instances whose build holds `collection`."""
+        return [inst for inst in self._instances.all() if collection in inst.nodes]
 
     @property
     def input_names(self) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ import orjson
 
 from graph.errors import GraphError, NotJsonError
 from graph.external import Entry, ExternalCollection, ExternalListener, Scope, external_name
-from graph.keys import HKey, check_json, hkey, unkey
+from graph.keys import HKey, check_json, same_json, unkey
 from graph.writes import check_entries
 
 if TYPE_CHECKING:
@@ -75,14 +75,21 @@ class Externals:
     def update_entries(
         self, name: str, entries: Sequence[Entry], is_init: bool
     ) -> list[tuple[Any, list[Any]]]:
-        """The write making `name`'s collection follow one update of its service: with
-        `is_init` the entries are the whole content, so every key they omit is deleted."""
+        """The write making `name`'s collection follow one update of its service, as canonical
+        entries: with `is_init` the entries are the whole content, so every key they omit is
+        deleted. Entries that would change nothing are left out (a polled service repeats its
+        content; a leader must not log a version per poll). Raises InvalidWriteError or
+        NotJsonError when the service delivered something that is not entries of JSON."""
         node = self.by_name.get(name)
         if node is None:
             raise GraphError(f"no external collection {name!r}")
-        batch = [(key, list(values)) for key, values in entries]
+        checked = check_entries(name, list(entries))
+        batch = [(unkey(k), values) for k, values in checked if not _same(node.get(k), values)]
         if is_init:
-            named: set[HKey] = {hkey(key) for key, _ in batch}
+            named: set[HKey] = {k for k, _ in checked}
             batch += [(unkey(k), []) for k in list(node.keys()) if k not in named]
         return batch
 
+
+def _same(old: list[Any] | None, new: list[Any]) -> bool:
+    return same_json(old, new or None)

@@ -17,8 +17,8 @@ class ComputeFn(Protocol):
     """What a lazy collection calls: graph.api.LazyCompute's interface (`context` is the
     graph.context.Context handed to user code)."""
 
-    def compute(self, self_collection: LazyCollection, key: Any, context: Any) -> Iterable[Any]:
-        ...
+    def compute(self, self_collection: LazyCollection, key: Any, context: Any) -> Iterable[Any]: ...
+
 
 _MISSING: Any = object()
 

@@ -30,6 +30,7 @@ class MapFn(Protocol):
 
     def map_entry(self, key: Any, values: Values) -> Iterable[tuple[Any, Any]]: ...
 
+
 # contrib[o] is the values alone while `o` is fed by the source key `o` itself only (a map
 # that keeps keys: the most compact), (source_key, values) while one other source key feeds
 # it, and a dict source_key -> values once several do.
@@ -46,6 +47,7 @@ def _split_single(out: HKey, c: Contrib) -> tuple[HKey, list[Any]]:
         return out, c
     assert type(c) is tuple
     return c
+
 
 # What a source key emitted last, when absent from `emitted`. (Not None: None is a valid key.)
 _NOTHING: Any = object()

@@ -40,6 +40,7 @@ class TakeNode(Operator, Protocol):
 
     bound: Any
 
+
 # Sorts after every sort key (whose first element is a type rank, 0 to 5): the bound of a
 # window that is not full, which every change reaches.
 TOP: tuple[Any, ...] = (6,)

@@ -39,7 +39,6 @@ HEARTBEAT_TTL_MS: Final = 3000
 _PRUNE_AFTER_MS: Final = 60 * 60 * 1000
 
 
-
 class Heartbeat:
     """`async with Heartbeat(redis, keyspace, node_id, current_record): ...`
 

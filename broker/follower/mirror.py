@@ -17,6 +17,7 @@ from broker.store.keyspace import Keyspace
 from broker.store.snapshots import read_manifest, read_snapshot
 from broker.types import Entry
 from graph import Context, EagerCollection, Engine, Service
+from graph.external import ExternalListener
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +48,18 @@ def _identity(
     return inputs
 
 
-def build_mirror(service: Service, snapshot: MirrorSnapshot) -> Engine:
-    """A fresh mirror engine holding `snapshot` at its version.
+def build_mirror(
+    service: Service, snapshot: MirrorSnapshot, listener: ExternalListener | None = None
+) -> Engine:
+    """A fresh mirror engine holding `snapshot` at its version (`listener`: told of the
+    external collections its resource instances open; see graph/external.py).
 
     The state is loaded as the engine's initial inputs (no tick, no undo journal: the cheap way
     to take a million keys), then an empty tick moves the engine to the snapshot's version; a
     snapshot at version 0 (an epoch's first) needs no tick at all.
     """
     mirror_service = dataclasses.replace(service, inputs=snapshot.shared, create_graph=_identity)
-    engine = Engine.for_service(mirror_service)
+    engine = Engine.for_service(mirror_service, listener=listener)
     if snapshot.version > 0:
         engine.apply({}, version=snapshot.version)
     return engine

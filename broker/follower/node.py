@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute
 
 from broker.cluster.heartbeat import Heartbeat
 from broker.cluster.locator import LeaderLocator
+from broker.external.feeds import Feeds, shutdown_services
 from broker.follower.forwarding import (
     FORWARD_TIMEOUT_S,
     WriteForwarder,
@@ -32,6 +33,7 @@ from broker.runtime.clock import now_ms
 from broker.runtime.tasks import Supervisor, stop_all
 from broker.serving.admin import admin_routes
 from broker.serving.config import ServeConfig
+from broker.serving.feed_sink import HubSink
 from broker.serving.metrics import NodeMetrics
 from broker.serving.server import RunningNode, serving
 from broker.store.connection import connect, redacted
@@ -177,12 +179,16 @@ async def follower_node(
             sync.halt(f"{name} failed: {error!r}")
 
     tasks = Supervisor(f"follower {node_id}", on_failure=failed)
+    feeds = Feeds(service.external_services, tasks)
     try:
         sync = MirrorSync(
-            redis, keyspace, service, config, on_redis_error=lambda _: metrics.redis_errors.inc()
-        )
+            redis, keyspace, service, config,
+            on_redis_error=lambda _: metrics.redis_errors.inc(), feeds=feeds,
+        )  # fmt: skip
         logger.info("follower %s bootstrapping from %s", node_id, redacted(redis_url))
         hub = await sync.bootstrap()
+        # Instances of a mirror update their external collections locally (no version moves).
+        feeds.start(HubSink(lambda: sync.hub if sync is not None else None))
         async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S) as client:
             forwarder = WriteForwarder(LeaderLocator(redis, keyspace), client, node_id)
             role = FollowerRole(sync, forwarder, metrics, config, service, node_id)
@@ -218,8 +224,10 @@ async def follower_node(
                     finally:
                         await stop_all(task)
     finally:
+        feeds.close()
         try:
             await tasks.aclose()
+            await shutdown_services(service.external_services)
         finally:
             await redis.aclose()
 

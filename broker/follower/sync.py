@@ -43,6 +43,7 @@ from typing import Any, Final, Literal
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from broker.external.feeds import Feeds
 from broker.follower.mirror import build_mirror, read_mirror_snapshot
 from broker.runtime.backoff import Backoff
 from broker.runtime.clock import now_ms
@@ -79,8 +80,11 @@ class MirrorSync:
         batch: int = BATCH,
         backoff: Backoff | None = None,
         on_redis_error: Callable[[Exception], None] | None = None,
+        feeds: Feeds | None = None,
     ) -> None:
         self._redis = redis
+        #: The subscriptions of the external collections the mirror's instances open.
+        self._feeds = feeds
         self._keys = keyspace
         self._service = service
         self._config = config
@@ -177,11 +181,11 @@ class MirrorSync:
         with gc_paused():
             snap = await read_mirror_snapshot(self._redis, self._keys, meta)
             if hub is None:
-                engine = build_mirror(self._service, snap)
-                self.hub = Hub(engine, run=snap.epoch, config=self._config)
+                engine = build_mirror(self._service, snap, self._feeds)
+                self.hub = Hub(engine, run=snap.epoch, config=self._config, feeds=self._feeds)
                 logger.info("follower loaded epoch %s at version %d", snap.epoch, snap.version)
             elif snap.epoch != self.epoch:
-                hub.reset_run(snap.epoch, build_mirror(self._service, snap))
+                hub.reset_run(snap.epoch, build_mirror(self._service, snap, self._feeds))
                 self._resynced(f"new epoch {snap.epoch} at version {snap.version}")
             else:
                 hub.publish(hub.engine.replace_all(snap.shared, snap.version))
@@ -281,4 +285,3 @@ def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
         return []
     streams = reply.values() if isinstance(reply, dict) else (item[1] for item in reply)
     return [(entry[0], entry[1]) for entries in streams for entry in entries]
-

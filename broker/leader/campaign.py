@@ -26,6 +26,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 
 from broker.errors import BrokerError
+from broker.external.feeds import Feeds
 from broker.leader.config import LeaderContext
 from broker.leader.leadership import Leadership, StateSupersededError
 from broker.leader.lease import LeaderLease, LeaseHolder
@@ -198,23 +199,29 @@ async def _take_office(ctx: LeaderContext, lease: LeaderLease, record: LeaseReco
 async def _office(ctx: LeaderContext, record: LeaseRecord) -> Leadership:
     """The state of a candidate that just won `record`: a new keyspace, or rebuilt."""
     meta = await read_meta(ctx.redis, ctx.keyspace)
-    if meta is None:
-        # Building a large initial state takes seconds of CPU: off the event loop, so the
-        # renewals keep the lease meanwhile.
-        engine = await asyncio.to_thread(_build, ctx.service)
-        lead = Leadership(ctx, engine, "", record, 0)
-        async with lead.lock:
-            await lead.new_epoch(None)
-        return lead
-    if meta.service != ctx.service.name:
-        raise RebuildError(f"the keyspace belongs to service {meta.service!r}")
-    engine = await rebuild(ctx.redis, ctx.keyspace, ctx.service, meta)
-    return Leadership(ctx, engine, meta.epoch, record, meta.snapshot)
+    # Its external collections are subscribed to once the leader serves (node.py).
+    feeds = Feeds(ctx.service.external_services, ctx.tasks)
+    try:
+        if meta is None:
+            # Building a large initial state takes seconds of CPU: off the event loop, so the
+            # renewals keep the lease meanwhile.
+            engine = await asyncio.to_thread(_build, ctx.service, feeds)
+            lead = Leadership(ctx, engine, "", record, 0, feeds)
+            async with lead.lock:
+                await lead.new_epoch(None)
+            return lead
+        if meta.service != ctx.service.name:
+            raise RebuildError(f"the keyspace belongs to service {meta.service!r}")
+        engine = await rebuild(ctx.redis, ctx.keyspace, ctx.service, meta, feeds)
+        return Leadership(ctx, engine, meta.epoch, record, meta.snapshot, feeds)
+    except BaseException:
+        feeds.close()
+        raise
 
 
-def _build(service: Service) -> Engine:
+def _build(service: Service, feeds: Feeds) -> Engine:
     with gc_paused():
-        return Engine.for_service(service)
+        return Engine.for_service(service, listener=feeds)
 
 
 async def _renew_forever(lease: LeaderLease, record: LeaseRecord, interval: float) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 from broker.errors import (
@@ -29,6 +29,7 @@ from broker.errors import (
     RedisUnavailableError,
     UnavailableError,
 )
+from broker.external.feeds import Feeds
 from broker.leader.config import LeaderContext
 from broker.leader.rebuild import RebuildError, replay
 from broker.leader.snapshotter import Snapshotter, start_epoch
@@ -45,8 +46,10 @@ from broker.store.fenced import (
 )
 from broker.store.reads import appended, read_idempotency, read_meta
 from broker.store.scripts import RedisCallError
+from broker.types import Entry
 from graph import Engine, TickResult
 from graph.engine import PendingTick
+from graph.external import ExternalCollection
 
 logger = logging.getLogger("skiff.broker")
 
@@ -68,9 +71,12 @@ class Leadership:
         epoch: str,
         record: LeaseRecord,
         snapshot_version: int,
+        feeds: Feeds | None = None,
     ) -> None:
         self.ctx = ctx
         self.engine = engine
+        #: The subscriptions of the engine's external collections (started once it serves).
+        self.feeds = feeds or Feeds(ctx.service.external_services, ctx.tasks)
         self.epoch = epoch
         self.writer = FencedWriter(ctx.redis, ctx.keyspace, record)
         self.snapshot_version = snapshot_version
@@ -95,20 +101,40 @@ class Leadership:
         # 400/404 before anything else (the normalised batch is what the input log records).
         batch = self.engine.validate({collection: entries})
         async with self.lock:
-            self._check_writable()
+            return await self._write_locked(batch, idempotency_key)
+
+    async def write_external(
+        self, collection: ExternalCollection, entries: Sequence[Entry], is_init: bool
+    ) -> int | None:
+        """Make one update of a shared external collection durable, like a client's write (the
+        input log records it: a rebuild replays it). None when it changes nothing, or the
+        collection is no longer this engine's. Raises UnavailableError (and its NotLeaderError,
+        RedisUnavailableError) when it cannot be written now: the feed retries."""
+        self._check_writable()
+        async with self.lock:
             if self.needs_sync:
                 await self._guarded(self.reconcile())
-            if idempotency_key is not None:
-                seen = await self._guarded(
-                    read_idempotency(self.ctx.redis, self.ctx.keyspace, idempotency_key)
-                )
-                if seen is not None:
-                    return seen
-            for _ in range(2):
-                version = await self._append_tick(batch, idempotency_key)
-                if version != _RETRY:
-                    return version
-            raise UnavailableError("the keyspace keeps changing; retry")
+            # The difference is taken under the lock: nothing else moves the engine meanwhile.
+            batch = self.engine.external_write(collection, entries, is_init)
+            if not batch:
+                return None
+            return await self._write_locked(batch, None)
+
+    async def _write_locked(self, batch: dict[str, Any], idempotency_key: str | None) -> int:
+        self._check_writable()
+        if self.needs_sync:
+            await self._guarded(self.reconcile())
+        if idempotency_key is not None:
+            seen = await self._guarded(
+                read_idempotency(self.ctx.redis, self.ctx.keyspace, idempotency_key)
+            )
+            if seen is not None:
+                return seen
+        for _ in range(2):
+            version = await self._append_tick(batch, idempotency_key)
+            if version != _RETRY:
+                return version
+        raise UnavailableError("the keyspace keeps changing; retry")
 
     async def _append_tick(self, batch: dict[str, Any], idempotency_key: str | None) -> int:
         started = time.perf_counter()

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from broker.cluster.heartbeat import Heartbeat
 from broker.cluster.locator import LeaderLocator
 from broker.errors import ConfigError
+from broker.external.feeds import shutdown_services
 from broker.leader.campaign import CandidateStatus, keep_lease, win_office
 from broker.leader.config import LeaderConfig, LeaderContext
 from broker.leader.leadership import Leadership
@@ -32,6 +33,7 @@ from broker.leader.roles import LeadingRole, StandbyRole
 from broker.runtime.clock import now_ms
 from broker.runtime.tasks import Supervisor, stop_all
 from broker.serving.config import ServeConfig
+from broker.serving.feed_sink import HubSink
 from broker.serving.hub import Hub
 from broker.serving.metrics import NodeMetrics
 from broker.serving.role import NodeRole
@@ -132,9 +134,11 @@ class LeaderNode:
     async def _lead(self, lead: Leadership) -> None:
         self.leadership = lead
         self.terms += 1
-        hub = Hub(lead.engine, run=lead.epoch, config=self._config)
+        hub = Hub(lead.engine, run=lead.epoch, config=self._config, feeds=lead.feeds)
         lead.hub = hub
         lead.on_epoch = lambda epoch: hub.reset_run(epoch)
+        sink = HubSink(lambda: lead.hub, write_shared=lead.write_external, lock=lead.lock)
+        lead.feeds.start(sink)
         logger.info(
             "%s leads %s: epoch %s, version %d, term %d",
             self.node_id,
@@ -156,6 +160,7 @@ class LeaderNode:
                     async with lead.lock:  # the write in flight completes first
                         await self._release(lead)
         finally:
+            lead.feeds.close()
             await stop_all(keeper, snapshots)
             await lead.snapshotter.close()
             await self._release(lead)
@@ -286,5 +291,6 @@ async def leader_node(
         finally:
             try:
                 await tasks.aclose()
+                await shutdown_services(service.external_services)
             finally:
                 await redis.aclose()

@@ -24,6 +24,7 @@ from broker.store.keyspace import Keyspace, stream_id_of, version_of
 from broker.store.scripts import RedisCallError
 from broker.store.snapshots import read_manifest, read_snapshot
 from graph import Engine, GraphError, Service, TickResult
+from graph.external import ExternalListener
 
 logger = logging.getLogger("skiff.broker")
 
@@ -86,31 +87,46 @@ async def replay(
     return applied
 
 
-def _seed(service: Service, version: int) -> Engine:
+def _seed(
+    service: Service,
+    version: int,
+    external_state: dict[str, list[Any]],
+    listener: ExternalListener | None,
+) -> Engine:
     with gc_paused():
-        engine = Engine.for_service(service)
+        engine = Engine.for_service(service, external_state, listener)
     if version > 0:
         # An empty tick moves the engine to the snapshot's version.
         engine.apply({}, version=version)
     return engine
 
 
-async def rebuild(redis: Redis, keyspace: Keyspace, service: Service, meta: Meta) -> Engine:
-    """A leader's engine at `meta.head`: the snapshot's input part, then the log after it."""
+async def rebuild(
+    redis: Redis,
+    keyspace: Keyspace,
+    service: Service,
+    meta: Meta,
+    listener: ExternalListener | None = None,
+) -> Engine:
+    """A leader's engine at `meta.head`: the snapshot's input part, then the log after it.
+
+    The input part also holds the shared external collections (graph/external.py) as they
+    were: each is given its content back when create_graph opens it, so the logged updates
+    replay onto it; `listener` hears of it opening (the node subscribes to it again)."""
     manifest = await read_manifest(redis, keyspace, meta.epoch, meta.snapshot)
-    inputs = await read_snapshot(redis, keyspace, manifest, "input")
-    unknown = set(inputs) - set(service.input_names)
-    if unknown:
-        logger.warning("ignoring snapshot inputs the service no longer has: %s", sorted(unknown))
-    seeded = dataclasses.replace(
-        service, inputs={name: inputs.get(name, []) for name in service.input_names}
-    )
+    stored = await read_snapshot(redis, keyspace, manifest, "input")
+    inputs = {name: stored.pop(name, []) for name in service.input_names}
+    seeded = dataclasses.replace(service, inputs=inputs)
     try:
         # Seconds of CPU for a large state: in a worker thread, so the event loop keeps renewing
         # the lease (nothing else can see this engine yet).
-        engine = await asyncio.to_thread(_seed, seeded, manifest.version)
+        engine = await asyncio.to_thread(_seed, seeded, manifest.version, stored, listener)
     except GraphError as err:
         raise RebuildError(f"the snapshot's inputs do not load: {err}") from err
+    unknown = set(stored) - set(engine.externals.names("shared"))
+    if unknown:
+        logger.warning("ignoring snapshot collections the service no longer has: %s",
+                       sorted(unknown))  # fmt: skip
     count = await replay(engine, redis, keyspace, meta.head)
     logger.info(
         "rebuilt %s at version %d: snapshot %d + %d logged batches",

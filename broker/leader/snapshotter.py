@@ -66,7 +66,8 @@ async def capture(engine: Engine) -> StateCapture:
 
     return StateCapture(
         engine.version,
-        {name: await copy(name) for name in engine.input_names},
+        # The inputs and the shared external collections: what a rebuild starts from.
+        {name: await copy(name) for name in engine.durable_names},
         {name: await copy(name) for name in engine.shared_names},
     )
 

@@ -88,5 +88,3 @@ class _StreamRoute:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._endpoints.open_stream(scope["path_params"]["stream_id"], scope, receive, send)
-
-

@@ -48,6 +48,9 @@ class ServeConfig:
     #: SIGTERM / POST /v1/admin/drain: connected streams are ended spread over this many
     #: seconds before the node exits (broker/serving/drain.py).
     drain_window_s: float = 10.0
+    #: A snapshot, lookup or new stream of a resource that reads an external resource waits
+    #: this long for its first content (503 beyond; broker/external/feeds.py).
+    external_load_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -63,6 +66,7 @@ class ServeConfig:
         _check_positive("send_timeout_s", self.send_timeout_s)
         _check_positive("shutdown_timeout_s", self.shutdown_timeout_s, allow_zero=True)
         _check_positive("drain_window_s", self.drain_window_s, allow_zero=True)
+        _check_positive("external_load_timeout_s", self.external_load_timeout_s)
         _check_count("max_body_bytes", self.max_body_bytes)
         _check_count("max_params_bytes", self.max_params_bytes)
         _check_count("max_key_bytes", self.max_key_bytes)

@@ -22,6 +22,7 @@ from broker.http.limits import check_entries, check_params
 from broker.http.paths import STREAM_ID_HEADER
 from broker.http.sse import parse_event_id
 from broker.json_bytes import dumps
+from broker.serving import reads
 from broker.serving.config import ServeConfig
 from broker.serving.errors import ANSWERED, error_for
 from broker.serving.hub import Hub
@@ -81,6 +82,7 @@ class Endpoints:
             stream_id = self._hub.create_stream(
                 request.path_params["resource"], params, stream_id=chosen
             )
+        await reads.stream_loaded(self._hub, stream_id)
         return PlainTextResponse(stream_id, status_code=201)
 
     async def delete_stream(self, request: Request) -> Response:
@@ -109,7 +111,7 @@ class Endpoints:
         params = await read_json(request, self._config.max_body_bytes, empty={})
         with _nesting_guard():
             check_params(params, self._config.max_params_bytes)
-            entries = self._hub.snapshot(request.path_params["resource"], params)
+            entries = await reads.snapshot(self._hub, request.path_params["resource"], params)
         return Response(dumps(entries), media_type="application/json")
 
     async def lookup(self, request: Request) -> Response:
@@ -119,11 +121,10 @@ class Endpoints:
         with _nesting_guard():
             check_params(body.get("params", {}), self._config.max_params_bytes)
             check_entries([[body["key"], []]], self._config.max_key_bytes, 0)
-            values = self._hub.lookup(
-                request.path_params["resource"], body["key"], body.get("params", {})
+            values = await reads.lookup(
+                self._hub, request.path_params["resource"], body["key"], body.get("params", {})
             )
         return Response(dumps(values), media_type="application/json")
-
 
 
 async def _catch_up(hub: Hub, last_event_id: str) -> None:

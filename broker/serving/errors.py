@@ -13,8 +13,10 @@ Every error body is `{"error": "<message>"}`:
   it; the message names the mapper and the key. Like every rejection, the tick is rolled back
   and the state is exactly as before.
 - 429: the node (or the resource instance) holds as many streams as it may.
-- 503: the node cannot do it now — draining, not the leader, Redis unreachable — and changed
-  nothing: the client may retry.
+- 502: an external resource the resource reads (graph/external.py) could not be subscribed to,
+  or its content broke the resource.
+- 503: the node cannot do it now — draining, not the leader, Redis unreachable, an external
+  resource still loading — and changed nothing: the client may retry.
 
 Domain code raises what happened (graph's and broker's errors); request plumbing that decides a
 status itself (bodies, limits, the control token) raises broker.http.errors.HttpError.
@@ -29,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from broker.errors import (
+    ExternalResourceError,
     OverloadedError,
     StreamIdConflictError,
     UnavailableError,
@@ -58,6 +61,7 @@ STATUS: Final[dict[type[Exception], int]] = {
     CycleError: 422,
     StreamIdConflictError: 409,
     OverloadedError: 429,
+    ExternalResourceError: 502,
     UnavailableError: 503,
 }
 #: What a request handler may raise and be answered for (anything else is a 500).

@@ -31,13 +31,15 @@ from broker.errors import (
     StreamIdConflictError,
     UnknownStreamError,
 )
+from broker.external.feeds import Feeds
 from broker.http.sse import check_run_id, encode_error, encode_event, parse_event_id
 from broker.serving.config import ServeConfig
 from broker.serving.heartbeats import Heartbeats
 from broker.serving.instance_state import InstanceState
 from broker.serving.subscription import Subscription
-from broker.types import Entry, Json
-from graph import Engine, GraphError, TickResult
+from broker.types import Json
+from graph import Engine, GraphError, ResourceInstance, TickResult
+from graph.external import ExternalCollection
 
 logger = logging.getLogger("skiff.broker")
 
@@ -49,10 +51,15 @@ class _Stream:
 
 
 class Hub:
-    def __init__(self, engine: Engine, *, run: str, config: ServeConfig) -> None:
+    def __init__(
+        self, engine: Engine, *, run: str, config: ServeConfig, feeds: Feeds | None = None
+    ) -> None:
         self._engine = engine
         self._run = check_run_id(run)
         self._config = config
+        #: The subscriptions of the engine's external collections (none: the service has no
+        #: external services, or the engine opens none).
+        self.feeds = feeds
         self._instances: dict[int, InstanceState] = {}
         self._streams: dict[str, _Stream] = {}
         self._draining = False
@@ -97,14 +104,21 @@ class Hub:
         self.publish(result)
         return result
 
-    def publish(self, result: TickResult) -> None:
+    def apply_local(self, writes: Mapping[str, Any]) -> TickResult:
+        """Apply a local tick (external collections of resource instances: the version stays)
+        and fan its changes out before returning."""
+        result = self._engine.apply_local(writes)
+        self.publish(result, local=True)
+        return result
+
+    def publish(self, result: TickResult, *, local: bool = False) -> None:
         """Record one tick's instance changes and queue them for every connected reader."""
         run = self._run
         for instance_id, entries in result.instances.items():
             state = self._instances.get(instance_id)
             if state is None:
                 continue
-            state.record(result.version, entries)
+            state.record(result.version, entries, local=local)
             if not state.readers:
                 continue
             data = encode_event("update", run, result.version, entries)
@@ -114,6 +128,11 @@ class Hub:
                     self._detach(reader)
         for instance_id, why in result.failed.items():
             self._fail(instance_id, why)
+
+    def fail_external(self, collection: ExternalCollection, why: str) -> None:
+        """An external resource of this engine failed: every instance reading it fails."""
+        for handle in self._engine.instances_using(collection):
+            self._fail(handle.id, f"external resource {collection.identifier}: {why}")
 
     def _fail(self, instance_id: int, why: str) -> None:
         """The instance's resource could not be built again on the new state: its readers are
@@ -267,7 +286,10 @@ class Hub:
             self._drop(state)
 
     def _move_instances(self, engine: Engine) -> None:
-        # The old engine and its instances are dropped whole; nothing to release one by one.
+        # The old engine and its instances are dropped whole; nothing to release one by one,
+        # but its external collections' subscriptions must end.
+        if self.feeds is not None:
+            self.feeds.forget(list(self._engine.externals.by_name.values()))
         old, self._engine, self._instances = self._instances, engine, {}
         for state in old.values():
             try:
@@ -281,6 +303,17 @@ class Hub:
             self._instances[state.handle.id] = state
 
     # -- instance lifetime -------------------------------------------------------------------
+    def hold_idle(self, handle: ResourceInstance, held: bool) -> None:
+        """Stop (`held`) or restart the idle clock of an instance nobody reads yet: a new
+        stream's instance must not expire while its external content loads."""
+        state = self._instances.get(handle.id)
+        if state is None or state.handle is not handle or state.readers:
+            return
+        if held:
+            state.disarm_idle()
+        else:
+            self._arm_idle(state)
+
     def _arm_idle(self, state: InstanceState) -> None:
         state.disarm_idle()
         if self._draining:
@@ -303,20 +336,10 @@ class Hub:
         del self._instances[state.handle.id]
         self._engine.release(state.handle)
 
-    # -- reads -------------------------------------------------------------------------------
-    def snapshot(self, resource: str, params: Json) -> list[Entry]:
-        handle = self._engine.instantiate(resource, params)
-        try:
-            return handle.entries()
-        finally:
-            self._engine.release(handle)
-
-    def lookup(self, resource: str, key: Json, params: Json) -> list[Json]:
-        handle = self._engine.instantiate(resource, params)
-        try:
-            return handle.lookup(key)
-        finally:
-            self._engine.release(handle)
+    # -- reads (broker/serving/reads.py) -------------------------------------------------------
+    def instance_of(self, stream_id: str) -> ResourceInstance | None:
+        stream = self._streams.get(stream_id)
+        return None if stream is None else stream.instance.handle
 
     # -- shutdown ----------------------------------------------------------------------------
     def stop_intake(self) -> None:

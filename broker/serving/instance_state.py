@@ -31,19 +31,27 @@ class InstanceState:
     def new(cls, handle: ResourceInstance, version: int, history_versions: int) -> InstanceState:
         return cls(handle=handle, floor=version, keep=history_versions)
 
-    def record(self, version: int, entries: list[Entry]) -> None:
-        """Keep one tick's changes for resumes (the oldest fall out of the window)."""
+    def record(self, version: int, entries: list[Entry], *, local: bool = False) -> None:
+        """Keep one tick's changes for resumes (the oldest fall out of the window).
+
+        A local tick (an external resource of this node's instance, graph/external.py) changes
+        the content without moving the version: the init cached for `version` is stale, and a
+        reader resuming from `version` may or may not have seen this change, so it gets an
+        init (the floor moves past `version`)."""
+        if local:
+            self.init_cache = None
         if self.keep == 0:
-            self.floor = version
+            self.floor = version + 1 if local else version
             return
         history = self.history
         if history is None:
-            self.history = [(version, entries)]
-            return
-        if len(history) == self.keep:
-            self.floor = history[0][0]
+            history = self.history = []
+        elif len(history) == self.keep:
+            self.floor = max(self.floor, history[0][0])
             del history[0]  # a few hundred pointers moved, once per tick of this instance
         history.append((version, entries))
+        if local:
+            self.floor = max(self.floor, version + 1)
 
     def resume_event(self, run: str, version: int, since: int) -> bytes | None:
         """One update with the net change from `since` to `version`, if history covers it."""

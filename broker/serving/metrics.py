@@ -35,13 +35,18 @@ class NodeMetrics:
             _task_count
         )
         self.tick_seconds = Histogram(
-            "skiff_tick_seconds", "time to compute and commit one tick", list(labels),
+            "skiff_tick_seconds",
+            "time to compute and commit one tick",
+            list(labels),
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
             registry=registry,
         ).labels(**labels)
         self.snapshot_seconds = Histogram(
-            "skiff_snapshot_seconds", "time to write one snapshot", list(labels),
-            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30), registry=registry,
+            "skiff_snapshot_seconds",
+            "time to write one snapshot",
+            list(labels),
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30),
+            registry=registry,
         ).labels(**labels)
         self.redis_errors = Counter(
             "skiff_redis_errors", "failed Redis calls", list(labels), registry=registry

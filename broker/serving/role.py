@@ -16,9 +16,7 @@ from broker.serving.hub import Hub
 
 
 class NodeRole(Protocol):
-    async def write(
-        self, collection: str, entries: list[Any], idempotency_key: str | None
-    ) -> int:
+    async def write(self, collection: str, entries: list[Any], idempotency_key: str | None) -> int:
         """Carry out one validated-shape PATCH; return the version that holds it.
 
         Raises graph errors (400/404/422) or broker.errors.HttpError for the HTTP status."""
@@ -39,9 +37,7 @@ class LocalRole:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
 
-    async def write(
-        self, collection: str, entries: list[Any], idempotency_key: str | None
-    ) -> int:
+    async def write(self, collection: str, entries: list[Any], idempotency_key: str | None) -> int:
         # Runs the tick and queues its updates for every reader before the reply.
         return self._hub.apply({collection: entries}).version
 

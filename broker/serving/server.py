@@ -33,12 +33,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.config import LOGGING_CONFIG
 
 from broker.errors import BrokerError
+from broker.external.feeds import Feeds, shutdown_services
 from broker.http.sse import new_run_id
 from broker.runtime.tasks import Supervisor
 from broker.serving.app import create_app
 from broker.serving.config import ServeConfig
 from broker.serving.connection import NodeConnection
 from broker.serving.drain import Drain
+from broker.serving.feed_sink import HubSink
 from broker.serving.hub import Hub
 from broker.serving.role import NodeRole
 from graph import Engine, Service
@@ -85,9 +87,22 @@ async def running(
     `run` is the `<run>` of event ids: a fresh random id by default. `log_level=None` leaves
     logging configuration alone (for embedding and tests).
     """
-    hub = Hub(Engine.for_service(service), run=run or new_run_id(), config=config)
-    async with serving(hub, config, log_level=log_level, access_log=access_log) as node:
-        yield node
+    tasks = Supervisor("node")
+    feeds = Feeds(service.external_services, tasks)
+    try:
+        engine = Engine.for_service(service, listener=feeds)
+        hub = Hub(engine, run=run or new_run_id(), config=config, feeds=feeds)
+        feeds.start(HubSink(lambda: hub))
+        async with serving(
+            hub, config, log_level=log_level, access_log=access_log, tasks=tasks
+        ) as node:
+            yield node
+    finally:
+        feeds.close()
+        try:
+            await tasks.aclose()
+        finally:
+            await shutdown_services(service.external_services)
 
 
 @asynccontextmanager

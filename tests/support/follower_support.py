@@ -34,9 +34,9 @@ def record_versions(hub: Hub) -> list[int]:
     seen: list[int] = []
     publish = hub.publish
 
-    def recording(result: TickResult) -> None:
+    def recording(result: TickResult, *, local: bool = False) -> None:
         seen.append(result.version)
-        publish(result)
+        publish(result, local=local)
 
     hub.publish = recording  # type: ignore[method-assign]
     return seen

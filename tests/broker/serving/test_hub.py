@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from broker import DrainingError, Hub, ServeConfig, UnknownStreamError
 from broker.client import Init, Update
+from broker.serving import reads
 from graph import Engine, UnknownResourceError, UserCodeError
 from tests.broker.conftest import RUN, HubFactory
 from tests.support.helpers import apply_update, decode_chunk, vote
@@ -208,7 +209,7 @@ async def test_resume_plus_old_state_is_the_current_state(
         changed = [result.instances for result in results if result.instances]
         touched = {key for instances in changed for e in instances.values() for key, _ in e}
         _, event = first_event(hub, stream, f"{RUN}/{seen.version}")
-        current = dict(hub.snapshot("top", {"limit": limit}))
+        current = dict(await reads.snapshot(hub, "top", {"limit": limit}))
         if isinstance(event, Update):
             assert len(changed) <= history
             assert apply_update(dict(seen.entries), event.entries) == current
@@ -296,17 +297,17 @@ async def test_a_slow_reader_gets_coalesced_then_disconnected_then_resumes(
     assert hub.has_stream(stream)
     _, event = first_event(hub, stream, f"{RUN}/{init.version}")
     expected = apply_update(dict(init.entries), event.entries)
-    assert expected == dict(hub.snapshot("top", {"limit": 5}))
+    assert expected == dict(await reads.snapshot(hub, "top", {"limit": 5}))
 
 
 # -- reads and shutdown ------------------------------------------------------------------------
 async def test_snapshot_and_lookup_leave_no_instance(hub: Hub) -> None:
-    assert hub.snapshot("top", {"limit": 1}) == [(1, [1])]
-    assert hub.lookup("top", 2, {"limit": 5}) == [1]
-    assert hub.lookup("top", 42, {"limit": 5}) == []
+    assert await reads.snapshot(hub, "top", {"limit": 1}) == [(1, [1])]
+    assert await reads.lookup(hub, "top", 2, {"limit": 5}) == [1]
+    assert await reads.lookup(hub, "top", 42, {"limit": 5}) == []
     assert hub.engine.instance_count == 0
     stream = hub.create_stream("top", {"limit": 5})
-    assert hub.snapshot("top", {"limit": 5}) == [(1, [1]), (2, [1])]
+    assert await reads.snapshot(hub, "top", {"limit": 5}) == [(1, [1]), (2, [1])]
     assert hub.engine.instances()[0].refs == 1
     assert hub.has_stream(stream)
 
