@@ -5,16 +5,20 @@ feeds that run their subscriptions for a node. docs/external.md is the user's gu
 from broker.external.errors import (
     ExternalFetchError,
     ExternalServiceError,
+    ExternalStreamError,
     UnknownExternalResourceError,
 )
 from broker.external.params import default_param_encoder
 from broker.external.polled import PolledExternalService, PolledHTTPResource
+from broker.external.skip import SkipExternalService
 
 __all__ = [
     "ExternalFetchError",
     "ExternalServiceError",
+    "ExternalStreamError",
     "PolledExternalService",
     "PolledHTTPResource",
+    "SkipExternalService",
     "UnknownExternalResourceError",
     "default_param_encoder",
 ]

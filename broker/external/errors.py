@@ -21,3 +21,7 @@ class ExternalFetchError(ExternalServiceError):
         super().__init__(message)
         self.status = status
 
+
+class ExternalStreamError(ExternalServiceError):
+    """A Skip-protocol event stream misbehaved: no `init` in time, malformed data, or an
+    `error` event before the subscription was established."""
