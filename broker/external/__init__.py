@@ -1,3 +1,24 @@
 """External services: adapters that feed a service's external collections (graph/external.py)
 from outside — a polled HTTP API, another Skip-protocol service, a PostgreSQL table — and the
-feeds that run their subscriptions for a node."""
+feeds that run their subscriptions for a node. docs/external.md is the user's guide."""
+
+from broker.external.errors import (
+    ExternalFetchError,
+    ExternalServiceError,
+    ExternalStreamError,
+    UnknownExternalResourceError,
+)
+from broker.external.params import default_param_encoder
+from broker.external.polled import PolledExternalService, PolledHTTPResource
+from broker.external.skip import SkipExternalService
+
+__all__ = [
+    "ExternalFetchError",
+    "ExternalServiceError",
+    "ExternalStreamError",
+    "PolledExternalService",
+    "PolledHTTPResource",
+    "SkipExternalService",
+    "UnknownExternalResourceError",
+    "default_param_encoder",
+]
