@@ -16,7 +16,7 @@ from broker.external import (
     PolledHTTPResource,
     UnknownExternalResourceError,
 )
-from tests.broker.external.support import JsonApi, Recorder, json_api
+from tests.support.json_api import JsonApi, Recorder, json_api
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.timeout(10)

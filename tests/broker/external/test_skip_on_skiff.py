@@ -20,8 +20,8 @@ from broker.external import (
 )
 from graph import Context, EagerCollection, Mapper, Resource, Service, Values
 from skiff.dev.embedded_redis import free_port
-from tests.broker.external.support import Recorder
 from tests.chaos.faultproxy import FaultLink
+from tests.support.json_api import Recorder
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.timeout(20)

@@ -13,7 +13,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from broker.external import ExternalFetchError, ExternalStreamError, SkipExternalService
-from tests.broker.external.support import Recorder, serve
+from tests.support.json_api import Recorder, serve
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.timeout(10)

@@ -13,7 +13,7 @@ import pytest
 from bench import skip_runtime
 from bench.endpoints import Endpoint
 from broker.external import ExternalFetchError, SkipExternalService
-from tests.broker.external.support import Recorder
+from tests.support.json_api import Recorder
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.timeout(60)
