@@ -159,7 +159,15 @@ async def test_stream_errors(
     await start_node("f-0")
     await until_serving(proxy, 1)
     stream_id = (await http.post("/v1/streams/top", json={})).text
-    assert (await http.get(f"/v1/streams/{stream_id}")).status_code == 406
+    json_only = {"Accept": "application/json"}
+    assert (await http.get(f"/v1/streams/{stream_id}", headers=json_only)).status_code == 406
+    # Skip's rule: no Accept header, */* and text/* are served (a stream: the first line).
+    for accept in ("", "*/*", "text/*"):
+        async with http.stream(
+            "GET", f"/v1/streams/{stream_id}", headers={"Accept": accept}
+        ) as sse:
+            assert sse.status_code == 200, accept
+            assert (await anext(sse.aiter_lines())).startswith("event: ")
     for unknown in ("not-an-id", mint("f-0"), mint("nobody"), "f-0.AAAAAAAAAAAAAAAAAAAAAB"):
         response = await http.get(f"/v1/streams/{unknown}", headers=SSE)
         assert response.status_code == 404, unknown

@@ -3,16 +3,18 @@ real server in test_serve_sse.py). A rejected request must leave the state uncha
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker import Hub, ServeConfig, create_app
+from broker import Hub, ServeConfig, create_app, running
 from graph import Engine
 from tests.broker.conftest import HubFactory
 from tests.support.services import make_service
@@ -247,15 +249,31 @@ async def test_create_stream_rejections(
 
 
 @pytest.mark.parametrize(
-    "headers",
-    [{}, {"Accept": "application/json"}, {"Accept": "*/*"}, {"Accept": "text/event-stream;q=0"}],
+    "accept",
+    ["application/json", "text/html", "text/event-stream;q=0", "text/event-stream;q=0, */*"],
 )
-async def test_get_stream_needs_accept_event_stream(
-    http: httpx.AsyncClient, headers: dict[str, str]
-) -> None:
+async def test_get_stream_needs_accept_event_stream(http: httpx.AsyncClient, accept: str) -> None:
     stream_id = (await http.post("/v1/streams/top", json={})).text
-    response = await http.get(f"/v1/streams/{stream_id}", headers={"Accept": "", **headers})
+    response = await http.get(f"/v1/streams/{stream_id}", headers={"Accept": accept})
     assert_error(response, 406, "text/event-stream")
+
+
+async def test_get_stream_accepts_what_skips_server_accepts() -> None:
+    async with running(make_service(), ServeConfig(port=0, shutdown_timeout_s=1)) as node:
+        host, port = urlsplit(node.url).hostname, urlsplit(node.url).port
+        async with httpx.AsyncClient(base_url=node.url) as http:
+            stream_id = (await http.post("/v1/streams/top", json={})).text
+            for accept in ("", "*/*", "text/*", "application/json, */*;q=0.1"):
+                headers = {"Accept": accept}
+                async with http.stream("GET", f"/v1/streams/{stream_id}", headers=headers) as sse:
+                    assert sse.status_code == 200, accept
+                    assert await anext(sse.aiter_lines()) == "event: init"
+        # No Accept header at all (httpx always sends one): a raw request.
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(f"GET /v1/streams/{stream_id} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = await reader.readuntil(b"event: init")
+        assert head.startswith(b"HTTP/1.1 200")
+        writer.close()
 
 
 async def test_get_unknown_stream(http: httpx.AsyncClient) -> None:
