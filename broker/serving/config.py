@@ -16,7 +16,10 @@ class ServeConfig:
 
     `control_port` splits the routes the way Skip does: when set, the SSE route
     (`GET /v1/streams/{id}`) stays on `port` and every control route (writes, stream creation and
-    deletion, snapshots) moves to `control_port`. Health checks answer on both.
+    deletion, snapshots) moves to `control_port`. Health checks answer on both. With
+    `split_routes=False` both ports serve every route instead: a leader or follower, which the
+    proxy and the other nodes reach at the one URL it advertises, listens on a control port too
+    so that Skip's clients (`SkipServiceBroker`: streams on 8080, control on 8081) reach it.
 
     Slow consumers: a subscriber may hold `max_pending_updates` undelivered updates (shared bytes,
     nothing copied); past that its backlog is merged into one coalesced update carrying the latest
@@ -27,6 +30,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     control_port: int | None = None
+    split_routes: bool = True
     heartbeat_s: float = 30.0
     max_body_bytes: int = MIB
     #: Compact-JSON sizes of stream/snapshot params, of one key and of one value: 413 beyond.
@@ -83,8 +87,8 @@ class ServeConfig:
 
     @property
     def split(self) -> bool:
-        """Whether control routes live on their own port."""
-        return self.control_port is not None
+        """Whether control routes live on their own port (and only there)."""
+        return self.control_port is not None and self.split_routes
 
 
 def _check_port(name: str, value: int) -> None:

@@ -125,7 +125,7 @@ async def serving(
     ports = [sock.getsockname()[1] for sock in sockets]
     drain = Drain(hub, config.drain_window_s, control_token=config.control_token, tasks=tasks)
     admin = [drain.route()]
-    if config.control_port is None:
+    if not config.split:
         app: ASGIApp = create_app(hub, config, node=node, extra_routes=admin)
     else:
         app = _PortDispatch(
@@ -135,7 +135,7 @@ async def serving(
             }
         )
     protocol: Any = "auto"
-    if config.control_port is None:
+    if not config.split:
         # Stream reads are served on the connection itself (serving/connection.py); with split
         # ports the control port must not serve them, so both stay on uvicorn's protocol.
         protocol = functools.partial(NodeConnection, hub=hub, settings=config)

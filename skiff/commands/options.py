@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import socket
 from typing import Any
@@ -21,7 +22,14 @@ _OPTIONS: tuple[tuple[str, str, type[Any], str], ...] = (
         int,
         f"port of the SSE route, and of all routes unless split (default {_DEFAULTS.port})",
     ),
-    ("--control-port", "control_port", int, "serve the control routes on this port instead"),
+    (
+        "--control-port",
+        "control_port",
+        int,
+        "listen on this port too, for Skip's clients (SkipServiceBroker's control port, 8081): "
+        "`skiff serve` moves the control routes there, as Skip does; a leader or follower "
+        "serves every route on both ports",
+    ),
     (
         "--heartbeat",
         "heartbeat_s",
@@ -136,16 +144,10 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
 
 
 def cluster_serve_config(args: argparse.Namespace) -> ServeConfig:
-    """serve_config for a leader or follower, which answers every route on one port."""
-    config = serve_config(args)
-    if config.control_port is not None:
-        # The proxy and the other nodes reach a node at the one URL it advertises: writes,
-        # stream creation and reads all go there.
-        raise SystemExit(
-            "skiff: --control-port is for `skiff serve` (a single node); a leader or follower "
-            "answers every route on --port, the one URL the proxy and other nodes know it by"
-        )
-    return config
+    """serve_config for a leader or follower: every route on --port, the one URL the proxy and
+    the other nodes know it by (writes, stream creation and reads all go there), and on
+    --control-port as well when given."""
+    return dataclasses.replace(serve_config(args), split_routes=False)
 
 
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ import pytest
 from broker import ServeConfig, ServiceLoadError, load_service
 from graph import Service
 from skiff.cli import build_parser, main
+from skiff.commands.options import cluster_serve_config, serve_config
 from skiff.dev.embedded_redis import free_port
 
 pytestmark = pytest.mark.timeout(30)
@@ -180,9 +181,11 @@ def test_options_and_environment_reach_the_config(monkeypatch: pytest.MonkeyPatc
     assert captured["options"] == {"log_level": "debug", "access_log": True}
 
 
-@pytest.mark.parametrize("command", ["leader", "follower"])
-def test_cluster_nodes_refuse_a_control_port(command: str) -> None:
-    # The proxy and the other nodes know a node by one URL; split routes would break them.
-    argv = [command, "tests.support.services:service", "--redis", "redis://127.0.0.1:1/0"]
-    with pytest.raises(SystemExit, match="--control-port is for `skiff serve`"):
-        main([*argv, "--control-port", "9001"])
+def test_cluster_nodes_serve_every_route_on_a_control_port_too() -> None:
+    # The proxy and the other nodes know a node by one URL: its routes are not split.
+    args = build_parser().parse_args(
+        ["leader", "tests.support.services:service", "--port", "9000", "--control-port", "9001"]
+    )
+    config = cluster_serve_config(args)
+    assert (config.port, config.control_port, config.split) == (9000, 9001, False)
+    assert serve_config(args).split
