@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 class Mapper:
     """Maps one entry of a collection to any number of (key, value) pairs.
 
-    `map_entry` must not mutate the values it is given: they are the engine's own.
+    `map_entry` must not mutate the values it is given: they are the engine's own. It may take
+    a third argument, `context` (graph.context.Context), as Skip's `mapEntry(key, values,
+    context)` does: `def map_entry(self, key, values, context)` is given it.
     """
 
     def map_entry(self, key: Any, values: Values) -> Iterable[tuple[Any, Any]]:

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 class Host(Protocol):
     #: The tick in progress, if any: changes made now are journaled and propagated.
     tick: Tick | None
+    #: The graph.context.Context handed to user code (lazy computes, mappers that take it).
+    context: Any
 
     def register_node(self, node: Any) -> int:
         """A new node joins the graph; returns its id (creation order, a topological order)."""

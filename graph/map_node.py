@@ -9,6 +9,8 @@ when somebody reads it.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -22,6 +24,22 @@ from graph.values import Values
 if TYPE_CHECKING:
     from graph.host import Host
     from graph.values import Delta
+
+
+@functools.cache
+def takes_context(cls: type[Any]) -> bool:
+    """Whether `cls.map_entry` takes a third positional argument, the context (as Skip's
+    `mapEntry(key, values, context)` does). Decided once per mapper class."""
+    try:
+        signature = inspect.signature(cls.map_entry)
+    except (AttributeError, TypeError, ValueError):
+        return False
+    kinds = [p.kind for p in signature.parameters.values()]
+    if inspect.Parameter.VAR_POSITIONAL in kinds:
+        return True
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    # self, key, values, context
+    return sum(kind in positional for kind in kinds) >= 4
 
 
 class MapFn(Protocol):
@@ -54,11 +72,13 @@ _NOTHING: Any = object()
 
 
 class MapNode(Operator):
-    __slots__ = ("cache", "contrib", "emitted", "ids", "log", "mapper", "pending")
+    __slots__ = ("cache", "context", "contrib", "emitted", "ids", "log", "mapper", "pending")
 
     def __init__(self, engine: Host, source: Node, mapper: MapFn) -> None:
         super().__init__(engine, f"{type(mapper).__name__}")
         self.mapper = mapper
+        # Skip's mappers take the context as a third argument; ours may (takes_context).
+        self.context: Any = engine.context if takes_context(type(mapper)) else None
         self.contrib: dict[HKey, Contrib] = {}
         # source key -> its output key, or a list of them (keys are never lists: arrays are
         # tuples). Absent when it emitted nothing, or only its own key (see `_emitted`): a map
@@ -261,7 +281,11 @@ class MapNode(Operator):
         mapper = self.mapper
         token = current_reader.set((self, src))
         try:
-            result: Any = mapper.map_entry(unkey(src), Values(values))
+            if self.context is None:
+                result: Any = mapper.map_entry(unkey(src), Values(values))
+            else:
+                with_context: Any = mapper.map_entry  # (key, values, context): see takes_context
+                result = with_context(unkey(src), Values(values), self.context)
             if isinstance(result, str | bytes | Mapping):
                 raise TypeError(f"map_entry must return (key, value) pairs, not {result!r}")
             for pair in result:

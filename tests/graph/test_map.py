@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 
 from graph import (
+    Context,
     Count,
     EagerCollection,
     Engine,
     KeyLookupError,
     Mapper,
+    Service,
     Sum,
     UserCodeError,
     Values,
@@ -442,3 +444,21 @@ def test_null_source_key_keeps_its_dependencies(make_engine: MakeEngine) -> None
     engine.apply({"other": [(0, ["Z2"])]})
     assert sorted(calls, key=repr) == sorted([False, "new"], key=repr)
     assert engine.collection_entries("out") == [(False, ["Z2"]), ("new", ["Z2"])]
+
+
+def test_a_mapper_may_take_the_context_as_skips_do() -> None:
+    seen: list[object] = []
+
+    class WithContext(Mapper):
+        def map_entry(self, key: Any, values: Values, context: Context) -> Iterator[Any]:
+            seen.append(context)
+            yield key, values.get_unique() + 1
+
+    service = Service(
+        inputs={"xs": [(1, [10])]},
+        resources={},
+        create_graph=lambda inputs, context: {"ys": inputs["xs"].map(WithContext)},
+    )
+    engine = Engine.for_service(service)
+    assert engine.collection_entries("ys") == [(1, [11])]
+    assert seen == [engine.context]
