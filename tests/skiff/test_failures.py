@@ -52,3 +52,21 @@ def test_a_port_in_use_is_one_line(command: list[str], busy_port: int, redis_url
     assert done.stderr.startswith(f"skiff {command[0]}: cannot listen on 127.0.0.1:{busy_port}: ")
     assert "Address already in use" in done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
+
+
+def test_dev_on_a_port_in_use_stops_before_starting_anything(busy_port: int) -> None:
+    done = skiff("dev", "tests.support.cluster_services:service", env={"PORT": str(busy_port)})
+    assert done.returncode == 1
+    assert done.stdout == ""  # nothing started, nothing "ready"
+    line = done.stderr
+    assert line.startswith(f"skiff dev: cannot listen on 127.0.0.1:{busy_port}: ")
+    assert "Address already in use; another skiff dev?" in line
+    assert f"make dev PORT={busy_port + 1}" in line and line.count("\n") == 1
+
+
+def test_dev_refuses_a_port_that_is_not_a_number() -> None:
+    done = skiff("dev", env={"PORT": "eighty"})
+    assert (done.returncode, done.stderr) == (
+        1,
+        "skiff dev: PORT must be a port number, got 'eighty'\n",
+    )
