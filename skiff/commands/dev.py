@@ -30,7 +30,8 @@ class DevCommand:
             nargs="?",
             default=DEFAULT_SERVICE,
             metavar="MODULE:SERVICE",
-            help=f"the graph.Service to run (default {DEFAULT_SERVICE})",
+            help="the graph.Service to run, as module:attribute or path/to/file.py:attribute "
+            f"(default {DEFAULT_SERVICE})",
         )
         parser.add_argument(
             "--followers", type=int, default=2, help="how many followers (default 2)"
@@ -41,7 +42,9 @@ class DevCommand:
             default=None,
             help=f"the proxy's port: the URL to open (default $PORT, else {DEFAULT_PORT})",
         )
-        parser.add_argument("--host", default="127.0.0.1", help="interface for every process")
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="interface for every process (default 127.0.0.1)"
+        )
         parser.add_argument(
             "--redis", default=None, help="use this Redis instead of an embedded Valkey"
         )
