@@ -4,22 +4,40 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# One stamp per set of extras: `make dev` installs what running skiff needs (.[dev]: the
+# embedded Valkey), `make test` adds the test toolchain (.[dev,test]: pytest, mypy, ruff,
+# playwright, ...) to the same venv, so `make test` after `make dev` only adds the test extras.
+DEV_STAMP := $(VENV)/.installed-dev
+TEST_STAMP := $(VENV)/.installed-test
+# pip stays quiet and the recipes say what it is doing. The filter drops setuptools' notice
+# that an editable install may be shadowed by same-named folders in the working directory:
+# here those folders (graph/, broker/, ...) are the installed sources themselves.
+PIP := PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip --quiet
 
 .PHONY: dev test lint bench bench-skip install clean containers test-containers chaos soak
 
-$(STAMP): pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+$(BIN)/python:
+	@echo "make: creating $(VENV), a Python virtual environment for skiff"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP) install --upgrade pip
 
-install: $(STAMP)
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	@echo "make: installing skiff and its dependencies into $(VENV)..."
+	@$(PIP) install -e '.[dev]'
+	@touch $@
 
-dev: $(STAMP)
-	$(BIN)/skiff dev $(SERVICE)
+$(TEST_STAMP): $(DEV_STAMP)
+	@echo "make: adding the test toolchain (pytest, mypy, ruff, playwright, ...) to $(VENV)..."
+	@$(PIP) install -e '.[dev,test]'
+	@touch $@
 
-test: $(STAMP)
+# Everything a contributor uses: running, tests, lint.
+install: $(TEST_STAMP)
+
+dev: $(DEV_STAMP)
+	@$(BIN)/skiff dev $(SERVICE)
+
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The container suites (docker/local-engine.sh: rootful Podman with Docker's API, images built
@@ -27,9 +45,10 @@ test: $(STAMP)
 # up and broken under its clients (tests/deploy/test_compose.py). Linux, root.
 CONTAINERS_STAMP := $(VENV)/.containers-stamp
 
-$(CONTAINERS_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,containers]'
-	touch $(CONTAINERS_STAMP)
+$(CONTAINERS_STAMP): $(TEST_STAMP)
+	@echo "make: adding podman-compose to $(VENV)..."
+	@$(PIP) install -e '.[dev,test,containers]'
+	@touch $@
 
 containers: $(CONTAINERS_STAMP)
 	PYTHON=$(BIN)/python bash docker/local-engine.sh
@@ -38,7 +57,7 @@ test-containers: containers
 	eval "$$(PYTHON=$(BIN)/python bash docker/local-engine.sh env)" && \
 		$(BIN)/python -m pytest -q -m containers $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
@@ -48,9 +67,10 @@ lint: $(STAMP)
 # folder outside the repo ($XDG_CACHE_HOME/skiff-bench-skip; needs node and npm).
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-$(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	touch $(BENCH_STAMP)
+$(BENCH_STAMP): $(TEST_STAMP)
+	@echo "make: adding the benchmark tools (matplotlib, psutil) to $(VENV)..."
+	@$(PIP) install -e '.[dev,test,bench]'
+	@touch $@
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
@@ -68,10 +88,10 @@ RUNS ?= 5
 FAULTS ?= 30
 SOAK_SECONDS ?= 600
 
-chaos: $(STAMP)
+chaos: $(TEST_STAMP)
 	$(BIN)/python -m tests.chaos.run --seed $(SEED) --runs $(RUNS) --faults $(FAULTS)
 
-soak: $(STAMP)
+soak: $(TEST_STAMP)
 	$(BIN)/python -m tests.soak.run --seconds $(SOAK_SECONDS)
 
 clean:

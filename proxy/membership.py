@@ -35,7 +35,6 @@ from proxy.errors import ProxyError
 logger = logging.getLogger("skiff.proxy")
 
 
-
 @dataclass(frozen=True, slots=True)
 class Cluster:
     """One reading of membership: every live node record, and the lease holder's node id."""
@@ -175,18 +174,27 @@ def _lease_holder(raw: bytes | None) -> str | None:
 def _log_changes(before: Cluster, after: Cluster) -> None:
     for node_id in after.nodes.keys() - before.nodes.keys():
         record = after.nodes[node_id]
-        logger.info("node %s joined (%s at %s)", node_id, record.role, record.url)
+        # A candidate registers before it listens: no URL yet.
+        where = f" at {record.url}" if record.url else ""
+        logger.info("node %s joined (%s%s)", node_id, _state(record), where)
     for node_id in before.nodes.keys() - after.nodes.keys():
         logger.info("node %s left", node_id)
     for node_id in after.nodes.keys() & before.nodes.keys():
         old, new = before.nodes[node_id], after.nodes[node_id]
-        if (old.ready, old.draining, old.role) != (new.ready, new.draining, new.role):
-            logger.info(
-                "node %s is now %s%s%s",
-                node_id,
-                new.role,
-                "" if new.ready else ", not ready",
-                ", draining" if new.draining else "",
-            )
+        if (old.ready, old.draining, old.role) == (new.ready, new.draining, new.role):
+            continue
+        if node_id == after.leader_id and _state(new) == "leader" and old.role != "leader":
+            continue  # the lease holder's record catching up: "is the leader" said it
+        logger.info("node %s is now %s", node_id, _state(new))
     if before.leader_id != after.leader_id and after.leader_id is not None:
-        logger.info("leader is now %s", after.leader_id)
+        logger.info("node %s is the leader (holds the lease)", after.leader_id)
+
+
+def _state(record: NodeRecord) -> str:
+    """`follower`, `leader, not ready, draining`, ...; a candidate is never ready."""
+    serves = record.role != "candidate"
+    return (
+        record.role
+        + (", not ready" if serves and not record.ready else "")
+        + (", draining" if record.draining else "")
+    )

@@ -54,32 +54,35 @@ async def serving(
     config: ProxyConfig, *, log_level: str | None = None, access_log: bool = False
 ) -> AsyncIterator[RunningProxy]:
     """Serve until the block exits (or a signal stops the server first)."""
-    async with Gateway(config) as gateway:
-        server = _ProxyServer(
-            uvicorn.Config(
-                create_app(gateway),
-                host=config.host,
-                port=config.port,
-                lifespan="off",
-                log_config=None if log_level is None else LOGGING_CONFIG,
-                log_level=log_level,
-                access_log=access_log,
-                timeout_graceful_shutdown=math.ceil(config.shutdown_timeout_s),
-            ),
-            gateway,
-        )
-        task = gateway.tasks.spawn(server.serve(), name="http server", report=False)
-        try:
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise ProxyError(f"cannot listen on {config.host}:{config.port}")
-                await asyncio.sleep(0.005)
-            port = server.servers[0].sockets[0].getsockname()[1]
-            yield RunningProxy(gateway, _url(config.host, port), server, task)
-        finally:
-            server.should_exit = True
-            await task
+    # Bound first: a port in use fails here, in one line, before Redis is even reached.
+    sock = _listen(config.host, config.port)
+    try:
+        async with Gateway(config) as gateway:
+            server = _ProxyServer(
+                uvicorn.Config(
+                    create_app(gateway),
+                    lifespan="off",
+                    log_config=None if log_level is None else LOGGING_CONFIG,
+                    log_level=log_level,
+                    access_log=access_log,
+                    timeout_graceful_shutdown=math.ceil(config.shutdown_timeout_s),
+                ),
+                gateway,
+            )
+            task = gateway.tasks.spawn(server.serve([sock]), name="http server", report=False)
+            try:
+                while not server.started:
+                    if task.done():
+                        task.result()
+                        raise ProxyError(f"cannot listen on {config.host}:{config.port}")
+                    await asyncio.sleep(0.005)
+                url = _url(config.host, sock.getsockname()[1])
+                yield RunningProxy(gateway, url, server, task)
+            finally:
+                server.should_exit = True
+                await task
+    finally:
+        sock.close()
 
 
 async def serve(
@@ -112,6 +115,19 @@ class _ProxyServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._gateway.stop_streams()
         await super().shutdown(sockets)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto says TCP.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise ProxyError(f"cannot listen on {host}:{port}: {err}") from err
+    return sock
 
 
 def _url(host: str, port: int) -> str:

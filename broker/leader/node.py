@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from broker.cluster.heartbeat import Heartbeat
@@ -49,6 +49,11 @@ logger = logging.getLogger("skiff.broker")
 
 _STANDBY_RUN = "standby"
 
+#: uvicorn's lines as a server starts and stops (its "uvicorn.error" logger).
+_SERVER_LIFECYCLE: Final = frozenset(
+    {"Started server process [%d]", "Shutting down", "Finished server process [%d]"}
+)
+
 
 class LeaderNode:
     def __init__(
@@ -78,6 +83,8 @@ class LeaderNode:
         self._stopping = asyncio.Event()
         self._serving = asyncio.Event()
         self._started_ms = now_ms()
+        #: Between two phases: one server has stopped and the next is not serving yet.
+        self.switching_phase = False
 
     @property
     def role(self) -> str:
@@ -203,10 +210,12 @@ class LeaderNode:
             self.url, self.control_url = running.url, running.control_url
             self._running = running
             self._serving.set()
+            self.switching_phase = False
             try:
                 yield running
             finally:
                 self._running = None
+                self.switching_phase = not self._stopping.is_set()
 
     async def _release(self, lead: Leadership) -> None:
         try:
@@ -244,6 +253,19 @@ class LeaderNode:
         )
 
 
+class _QuietPhaseSwitch(logging.Filter):
+    """Drops uvicorn's stop and start lines while a leader switches phases (standby to leading
+    and back): its server restarts on the same port, and "Shutting down" would read as the
+    process stopping. The first start and the final stop are logged."""
+
+    def __init__(self, node: LeaderNode) -> None:
+        super().__init__()
+        self._node = node
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self._node.switching_phase and record.msg in _SERVER_LIFECYCLE)
+
+
 def _port(url: str | None) -> int:
     port = urlsplit(url or "").port
     if port is None:
@@ -276,6 +298,9 @@ async def leader_node(
     tasks = Supervisor(f"leader {leader_config.node_id}", on_failure=failed)
     ctx = LeaderContext(redis, Keyspace(service.name), service, leader_config, metrics, tasks)
     node = LeaderNode(ctx, config, log_level=log_level, access_log=access_log)
+    quiet = _QuietPhaseSwitch(node)
+    server_log = logging.getLogger("uvicorn.error")
+    server_log.addFilter(quiet)
     task = tasks.spawn(node.run(), name=f"leader {leader_config.node_id}", report=False)
     try:
         serving_ = tasks.spawn(node.wait_serving(), name="until serving", report=False)
@@ -293,4 +318,5 @@ async def leader_node(
                 await tasks.aclose()
                 await shutdown_services(service.external_services)
             finally:
+                server_log.removeFilter(quiet)
                 await redis.aclose()

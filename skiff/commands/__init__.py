@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Protocol
 
-from skiff.commands import dev, follower, inspect, leader, proxy, serve
+from skiff.commands import dev, follower, inspect, leader, proxy, redis_cli, serve
 
 
 class Command(Protocol):
@@ -29,6 +29,7 @@ COMMANDS: tuple[Command, ...] = (
     inspect.COMMAND,
     proxy.COMMAND,
     dev.COMMAND,
+    redis_cli.COMMAND,
 )
 
 __all__ = ["COMMANDS", "Command"]

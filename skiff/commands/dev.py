@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from broker.errors import BrokerError
 from broker.runtime.tasks import stop_all
 from broker.serving.loading import load_service
+from skiff.commands.runtime import LOG_LEVELS, ensure_can_listen
+from skiff.dev.banner import ServiceOutline, ready_banner, skiff_program
 from skiff.dev.cluster import DevCluster, DevOptions
 
 DEFAULT_SERVICE = "examples.hackernews:service"
+DEFAULT_PORT = 8080
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,8 @@ class DevCommand:
             nargs="?",
             default=DEFAULT_SERVICE,
             metavar="MODULE:SERVICE",
-            help=f"the graph.Service to run (default {DEFAULT_SERVICE})",
+            help="the graph.Service to run, as module:attribute or path/to/file.py:attribute "
+            f"(default {DEFAULT_SERVICE})",
         )
         parser.add_argument(
             "--followers", type=int, default=2, help="how many followers (default 2)"
@@ -35,33 +39,53 @@ class DevCommand:
         parser.add_argument(
             "--port",
             type=int,
-            default=int(os.environ.get("PORT") or 8080),
-            help="the proxy's port: the URL to open (default $PORT, else 8080)",
+            default=None,
+            help=f"the proxy's port: the URL to open (default $PORT, else {DEFAULT_PORT})",
         )
-        parser.add_argument("--host", default="127.0.0.1", help="interface for every process")
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="interface for every process (default 127.0.0.1)"
+        )
         parser.add_argument(
             "--redis", default=None, help="use this Redis instead of an embedded Valkey"
         )
-        parser.add_argument(
-            "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
-        )
+        parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
 
     def run(self, args: argparse.Namespace) -> int:
         if args.followers < 0:
             raise BrokerError("--followers must be >= 0")
+        port = _port(args.port)
+        # Before anything starts: a server already on the port would answer for this cluster.
+        other = port + 1 if port < 65535 else 8081
+        ensure_can_listen(
+            args.host,
+            port,
+            f"another skiff dev? choose another port: make dev PORT={other} "
+            f"(or skiff dev --port {other})",
+        )
+        service = load_service(args.service)
         options = DevOptions(
             service=args.service,
-            service_name=load_service(args.service).name,
+            service_name=service.name,
             followers=args.followers,
             host=args.host,
-            port=args.port,
+            port=port,
             redis_url=args.redis,
             log_level=args.log_level,
         )
-        return asyncio.run(_run(options))
+        return asyncio.run(_run(options, ServiceOutline.of(service)))
 
 
-async def _run(options: DevOptions) -> int:
+def _port(flag: int | None) -> int:
+    if flag is not None:
+        return flag
+    text = os.environ.get("PORT") or str(DEFAULT_PORT)
+    try:
+        return int(text)
+    except ValueError:
+        raise BrokerError(f"PORT must be a port number, got {text!r}") from None
+
+
+async def _run(options: DevOptions, service: ServiceOutline) -> int:
     cluster = DevCluster(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -75,9 +99,8 @@ async def _run(options: DevOptions) -> int:
             await stop_all(starting)
             return 0
         starting.result()
-        cluster.say(f"ready: open {cluster.url}   (Ctrl-C stops everything)")
-        cluster.say(f"  the app: {cluster.url}/   cluster status: {cluster.url}/_skiff/")
-        cluster.say(f"  curl -X POST {cluster.url}/v1/snapshot/posts -d '{{\"limit\": 3}}'")
+        for line in ready_banner(cluster.url, service, cluster.redis_url, skiff_program()):
+            cluster.say(line)
         exited = asyncio.create_task(cluster.wait_for_exit())
         await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if exited.done():

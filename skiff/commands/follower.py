@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from dataclasses import dataclass
 
 from broker.follower.node import run_follower
@@ -14,7 +13,7 @@ from skiff.commands.options import (
     cluster_serve_config,
     require_redis,
 )
-from skiff.commands.runtime import run_server
+from skiff.commands.runtime import configure_logging, ensure_can_listen, run_server
 
 
 @dataclass(frozen=True)
@@ -30,9 +29,9 @@ class FollowerCommand:
         redis_url = require_redis(args)
         config = cluster_serve_config(args)
         service = load_service(args.service)
-        logging.basicConfig(
-            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        # A follower listens once it has loaded the leader's state, which may take long.
+        ensure_can_listen(config.host, config.port, "choose another with --port")
+        configure_logging(args.log_level)
         run_server(
             run_follower(
                 service,

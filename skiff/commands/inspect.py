@@ -44,9 +44,16 @@ class InspectCommand:
 async def _inspect(url: str, service: str | None, as_json: bool) -> int:
     redis = connect(url)
     try:
-        names = [service] if service else await find_services(redis)
-        if not names:
+        found = await find_services(redis)
+        if service is not None and service not in found:
+            # A service with only nodes registered (no leader has initialised it yet) counts.
+            found = sorted({*found, *await find_services(redis, "nodes")})
+        if service is not None and service not in found:
+            there = f"services there: {', '.join(found)}" if found else "no skiff service there"
+            raise BrokerError(f"no service {service!r} in {redacted(url)} ({there})")
+        if not found:
             raise BrokerError(f"no skiff service in {redacted(url)}")
+        names = [service] if service else found
         views = [await read_cluster(redis, Keyspace(name)) for name in names]
     except (redis_errors.RedisError, RedisCallError) as err:
         raise BrokerError(f"cannot read {redacted(url)}: {err}") from err

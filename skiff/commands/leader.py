@@ -20,7 +20,7 @@ from skiff.commands.options import (
     cluster_serve_config,
     require_redis,
 )
-from skiff.commands.runtime import run_server
+from skiff.commands.runtime import configure_logging, run_server
 
 logger = logging.getLogger("skiff.broker")
 
@@ -66,9 +66,7 @@ class LeaderCommand:
             snapshot_every=args.snapshot_every,
             snapshot_interval_s=args.snapshot_interval,
         )
-        logging.basicConfig(
-            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        configure_logging(args.log_level)
         logger.info(
             "leader candidate %s of %s using %s",
             leader_config.node_id,

@@ -126,7 +126,8 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "service",
         metavar="MODULE:SERVICE",
-        help="the graph.Service to serve, e.g. examples.hackernews:service",
+        help="the graph.Service to serve, e.g. examples.hackernews:service (from the working "
+        "directory) or path/to/hackernews.py:service (from anywhere)",
     )
     for flag, field, kind, text in _OPTIONS:
         parser.add_argument(flag, dest=field, type=kind, default=None, help=text)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from broker.errors import BrokerError
 from proxy import ProxyConfig, ProxyError, serve
-from skiff.commands.runtime import run_server
+from skiff.commands.runtime import LOG_LEVELS, configure_logging, run_server
 
 _DEFAULTS = ProxyConfig(redis_url="redis://localhost")
 
@@ -31,8 +30,17 @@ class ProxyCommand:
             default=os.environ.get("SKIFF_SERVICE"),
             help="the service name (default: $SKIFF_SERVICE, else the only one in Redis)",
         )
-        parser.add_argument("--host", default=_DEFAULTS.host, help="interface to listen on")
-        parser.add_argument("--port", type=int, default=_DEFAULTS.port, help="port to listen on")
+        parser.add_argument(
+            "--host",
+            default=_DEFAULTS.host,
+            help=f"interface to listen on (default {_DEFAULTS.host})",
+        )
+        parser.add_argument(
+            "--port",
+            type=int,
+            default=_DEFAULTS.port,
+            help=f"port to listen on: the URL clients use (default {_DEFAULTS.port})",
+        )
         parser.add_argument(
             "--cors-origin",
             action="append",
@@ -54,9 +62,7 @@ class ProxyCommand:
             help="seconds a stream id survives with no client connected "
             f"(default {_DEFAULTS.stream_ttl_s:g})",
         )
-        parser.add_argument(
-            "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
-        )
+        parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
         parser.add_argument("--access-log", action="store_true", help="log every request")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -71,11 +77,7 @@ class ProxyCommand:
         }
         if args.cors_origins:
             options["cors_origins"] = tuple(args.cors_origins)
-        logging.basicConfig(
-            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        # httpx logs every upstream request at INFO: that is the access log's job.
-        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
+        configure_logging(args.log_level)
         try:
             # The token comes from the environment only: a command line shows in `ps`.
             config = ProxyConfig.from_env(args.redis, **options)

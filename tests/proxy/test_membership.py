@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -15,6 +16,7 @@ from broker.store.discovery import find_services
 from broker.store.keyspace import Keyspace
 from broker.store.node_record import NodeRecord
 from proxy import Cluster, Membership, ProxyError
+from proxy.membership import _log_changes
 from tests.support.redis_server import ServerFactory
 
 pytestmark = pytest.mark.timeout(20)
@@ -120,3 +122,42 @@ async def test_discover_service(redis_client: Redis, keyspace: Keyspace) -> None
     await beat.beat()
     assert keyspace.service in await find_services(redis_client, "nodes")
     await beat.deregister()
+
+
+def _node(node_id: str, role: str, url: str | None, ready: bool = True) -> NodeRecord:
+    return NodeRecord(
+        node_id=node_id, role=role, epoch="e1", applied=0, ts_ms=0, started_ms=1,
+        ready=ready, url=url,
+    )  # fmt: skip
+
+
+def test_a_normal_start_logs_what_a_person_needs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="skiff.proxy")
+    candidate = _node("leader", "candidate", None, ready=False)
+    follower = _node("follower-1", "follower", "http://127.0.0.1:2")
+    views = [
+        Cluster(),
+        Cluster({"leader": candidate}),  # registers before it listens
+        Cluster({"leader": candidate}, holder="leader/1-a"),  # takes the lease
+        Cluster({"leader": _node("leader", "leader", "http://127.0.0.1:1")}, holder="leader/1-a"),
+        Cluster(
+            {"leader": _node("leader", "leader", "http://127.0.0.1:1"), "follower-1": follower},
+            holder="leader/1-a",
+        ),
+        Cluster(
+            {
+                "leader": _node("leader", "leader", "http://127.0.0.1:1", ready=False),
+                "follower-1": follower,
+            },
+            holder="leader/1-a",
+        ),
+    ]
+    for before, after in itertools.pairwise(views):
+        _log_changes(before, after)
+    assert caplog.messages == [
+        "node leader joined (candidate)",
+        "node leader is the leader (holds the lease)",
+        # (its record then says "leader": nothing new to say)
+        "node follower-1 joined (follower at http://127.0.0.1:2)",
+        "node leader is now leader, not ready",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -189,3 +190,68 @@ def test_cluster_nodes_serve_every_route_on_a_control_port_too() -> None:
     config = cluster_serve_config(args)
     assert (config.port, config.control_port, config.split) == (9000, 9001, False)
     assert serve_config(args).split
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert re.fullmatch(r"skiff \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
+
+
+def test_proxy_help_shows_its_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["proxy", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "interface to listen on (default 127.0.0.1)" in text
+    assert "(default 8080)" in text
+
+
+def test_serve_prints_its_url() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "skiff", "serve", "tests.support.services:service",
+         "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "serving" in line:
+                assert f" on http://127.0.0.1:{port}" in line
+                break
+        else:
+            raise AssertionError("skiff serve ended without saying where it serves")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+
+
+def test_load_service_from_a_file_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "hackernews", raising=False)
+    example = ROOT / "examples" / "hackernews.py"
+    assert load_service(f"{example}:service").name == "hackernews"
+    # Relative to the working directory, and loaded once however it is named.
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "hackernews.py").write_text(example.read_text())
+    monkeypatch.delitem(sys.modules, "hackernews")
+    first = load_service("app/hackernews.py:service")
+    assert load_service(f"{tmp_path}/app/hackernews.py:service") is first
+    with pytest.raises(ServiceLoadError, match="a module of that name is already imported"):
+        load_service(f"{example}:service")
+    with pytest.raises(ServiceLoadError, match=r"no file 'nowhere\.py'"):
+        load_service("nowhere.py:service")
+
+
+def test_a_module_not_found_from_here_says_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(ROOT))])
+    with pytest.raises(ServiceLoadError) as info:
+        load_service("examples_elsewhere.hackernews:service")
+    message = str(info.value)
+    assert f"looked up from the working directory, {tmp_path}" in message
+    assert ".../examples_elsewhere/hackernews.py:service" in message

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import http.server
+import io
+import json
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -13,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from broker.errors import BrokerError
+from skiff.dev.cluster import DevCluster, DevOptions
 from skiff.dev.embedded_redis import free_port
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
@@ -55,6 +62,17 @@ def test_dev_runs_a_cluster_behind_one_url_and_stops_it() -> None:
         # Every process's lines carry its name.
         for name in ("leader", "follower-1", "proxy"):
             assert any(line.startswith(f"{name:<11}| ") for line in lines), name
+        # A normal start says nothing alarming: no server stopping, no "at None".
+        starting = lines[: next(i for i, line in enumerate(lines) if "ready: open" in line)]
+        for noise in ("Shutting down", "Finished server process", " at None", "is now leader"):
+            assert not any(noise in line for line in starting), noise
+        # The banner describes this service, and its Redis command runs as written.
+        banner = [line.removeprefix("skiff dev  | ") for line in lines if "skiff dev" in line]
+        assert "  service cluster: resources top, post; inputs posts, votes" in banner
+        assert not any("/v1/snapshot/posts" in line for line in banner)
+        command = next(line for line in banner if " redis-cli --redis " in line)
+        xlen = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=20)
+        assert xlen.stdout.strip() == "1", xlen
         tmp = re.search(r"files in (\S+)", "\n".join(lines))
         assert tmp is not None
         process.send_signal(signal.SIGINT)
@@ -76,3 +94,52 @@ def test_dev_runs_a_cluster_behind_one_url_and_stops_it() -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+class _OtherCluster(http.server.BaseHTTPRequestHandler):
+    """Another cluster's proxy: ready, with nodes of its own."""
+
+    def do_GET(self) -> None:
+        bodies = {
+            "/healthz": {
+                "status": "ok",
+                "role": "proxy",
+                "nodes": 3,
+                "serving": 3,
+                "leader": "leader",
+            },
+            "/v1/admin/nodes": {
+                "leader": "leader",
+                "nodes": [{"node_id": "leader", "role": "leader", "url": "http://127.0.0.1:1"}],
+            },
+        }
+        body = json.dumps(bodies.get(self.path, {})).encode()
+        self.send_response(200 if self.path in bodies else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+async def test_a_cluster_already_on_the_port_is_not_taken_for_ours() -> None:
+    # The port is taken after `skiff dev` checked it (or by a server its check cannot see):
+    # the other proxy answers /healthz, ready, but lists other nodes; ours cannot bind and exits.
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtherCluster)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    out = io.StringIO()
+    options = DevOptions(
+        service="tests.support.cluster_services:service", service_name="cluster", followers=0,
+        port=other.server_address[1], start_timeout_s=30,
+    )  # fmt: skip
+    cluster = DevCluster(options, out=out)
+    try:
+        with pytest.raises(BrokerError, match="proxy exited during startup"):
+            await asyncio.wait_for(cluster.start(), 40)
+    finally:
+        await cluster.stop()
+        other.shutdown()
+        other.server_close()
+    assert "Address already in use" in out.getvalue()

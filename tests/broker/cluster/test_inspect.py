@@ -120,7 +120,21 @@ async def test_inspect_finds_services_and_reports_an_empty_one(
 
 
 async def test_inspect_without_any_service_fails_cleanly(redis_url: str) -> None:
-    code, _, err = await skiff("inspect", "--redis", redis_url, "--service", "nothing-here")
-    assert code == 0  # a named service is reported even when empty
+    code, out, err = await skiff("inspect", "--redis", redis_url, "--service", "nothing-here")
+    assert (code, out) == (1, "")
+    assert err.startswith("skiff inspect: no service 'nothing-here' in ") and err.count("\n") == 1
     code, _, err = await skiff("inspect", "--redis", "redis://127.0.0.1:1")
     assert code == 1 and "cannot read" in err
+
+
+async def test_inspect_names_the_services_there_when_one_is_unknown(
+    redis_client: Redis, redis_url: str, keyspace: Keyspace
+) -> None:
+    # Registered nodes are enough for a service to exist (no leader has initialised it yet).
+    async with Heartbeat(
+        redis_client, keyspace, "f-0", lambda: record("f-0", "follower", "", 0, "http://x")
+    ):
+        code, out, _ = await skiff("inspect", "--redis", redis_url, "--service", keyspace.service)
+        assert code == 0 and f"service   {keyspace.service}" in out
+        code, _, err = await skiff("inspect", "--redis", redis_url, "--service", "nope")
+    assert code == 1 and keyspace.service in err.partition("services there: ")[2]
