@@ -27,6 +27,9 @@ class ProxyConfig:
     service: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
+    #: A second port serving the same routes, for Skip's clients (SkipServiceBroker sends its
+    #: control requests to 8081 and reads streams on 8080).
+    control_port: int | None = None
     control_token: str | None = field(default=None, repr=False)
     max_body_bytes: int = MIB
     cors_origins: tuple[str, ...] = ()
@@ -53,6 +56,13 @@ class ProxyConfig:
             raise ProxyConfigError("host must not be empty")
         if isinstance(self.port, bool) or not 0 <= self.port <= 65535:
             raise ProxyConfigError(f"port must be in 0..65535, got {self.port!r}")
+        if self.control_port is not None:
+            if isinstance(self.control_port, bool) or not 0 <= self.control_port <= 65535:
+                raise ProxyConfigError(
+                    f"control_port must be in 0..65535, got {self.control_port!r}"
+                )
+            if self.control_port == self.port != 0:
+                raise ProxyConfigError("control_port must differ from port")
         if self.control_token is not None and not self.control_token.strip():
             raise ProxyConfigError("control_token must not be blank")
         if isinstance(self.max_body_bytes, bool) or self.max_body_bytes < 1:

@@ -31,13 +31,20 @@ logger = logging.getLogger("skiff.proxy")
 
 
 class RunningProxy:
-    """A proxy that is serving at `url`."""
+    """A proxy that is serving at `url` (and at `control_url`, the same routes, when it has a
+    control port; else `control_url` is `url`)."""
 
     def __init__(
-        self, gateway: Gateway, url: str, server: uvicorn.Server, task: asyncio.Task[None]
+        self,
+        gateway: Gateway,
+        url: str,
+        server: uvicorn.Server,
+        task: asyncio.Task[None],
+        control_url: str | None = None,
     ) -> None:
         self.gateway = gateway
         self.url = url
+        self.control_url = control_url or url
         self._server = server
         self._task = task
 
@@ -55,8 +62,10 @@ async def serving(
 ) -> AsyncIterator[RunningProxy]:
     """Serve until the block exits (or a signal stops the server first)."""
     # Bound first: a port in use fails here, in one line, before Redis is even reached.
-    sock = _listen(config.host, config.port)
+    sockets = [_listen(config.host, config.port)]
     try:
+        if config.control_port is not None:
+            sockets.append(_listen(config.host, config.control_port))
         async with Gateway(config) as gateway:
             server = _ProxyServer(
                 uvicorn.Config(
@@ -69,20 +78,22 @@ async def serving(
                 ),
                 gateway,
             )
-            task = gateway.tasks.spawn(server.serve([sock]), name="http server", report=False)
+            task = gateway.tasks.spawn(server.serve(sockets), name="http server", report=False)
             try:
                 while not server.started:
                     if task.done():
                         task.result()
                         raise ProxyError(f"cannot listen on {config.host}:{config.port}")
                     await asyncio.sleep(0.005)
-                url = _url(config.host, sock.getsockname()[1])
-                yield RunningProxy(gateway, url, server, task)
+                urls = [_url(config.host, sock.getsockname()[1]) for sock in sockets]
+                url, control_url = urls[0], urls[-1]
+                yield RunningProxy(gateway, url, server, task, control_url)
             finally:
                 server.should_exit = True
                 await task
     finally:
-        sock.close()
+        for sock in sockets:
+            sock.close()
 
 
 async def serve(
@@ -90,9 +101,12 @@ async def serve(
 ) -> None:
     """Serve until SIGINT or SIGTERM."""
     async with serving(config, log_level=log_level, access_log=access_log) as proxy:
+        where = proxy.url
+        if proxy.control_url != proxy.url:
+            where += f" and {proxy.control_url}"
         logger.info(
             "skiff proxy serving on %s (redis %s, service %s)",
-            proxy.url,
+            where,
             redacted(config.redis_url),
             proxy.gateway.keyspace.service if proxy.gateway.keyspace else "?",
         )

@@ -43,6 +43,13 @@ class DevCommand:
             help=f"the proxy's port: the URL to open (default $PORT, else {DEFAULT_PORT})",
         )
         parser.add_argument(
+            "--control-port",
+            type=int,
+            default=None,
+            help="the proxy's second port, for Skip's clients (SkipServiceBroker's control "
+            "port); 0: none (default $CONTROL_PORT, else --port + 1: 8081)",
+        )
+        parser.add_argument(
             "--host", default="127.0.0.1", help="interface for every process (default 127.0.0.1)"
         )
         parser.add_argument(
@@ -54,14 +61,17 @@ class DevCommand:
         if args.followers < 0:
             raise BrokerError("--followers must be >= 0")
         port = _port(args.port)
+        control_port = _control_port(args.control_port, port)
         # Before anything starts: a server already on the port would answer for this cluster.
-        other = port + 1 if port < 65535 else 8081
-        ensure_can_listen(
-            args.host,
-            port,
-            f"another skiff dev? choose another port: make dev PORT={other} "
-            f"(or skiff dev --port {other})",
-        )
+        other = port + 2 if port < 65534 else 8082
+        for taken in (port, control_port):
+            if taken is not None:
+                ensure_can_listen(
+                    args.host,
+                    taken,
+                    f"another skiff dev? choose another port: make dev PORT={other} "
+                    f"(or skiff dev --port {other}; --control-port 0 opens no second port)",
+                )
         service = load_service(args.service)
         options = DevOptions(
             service=args.service,
@@ -69,10 +79,24 @@ class DevCommand:
             followers=args.followers,
             host=args.host,
             port=port,
+            control_port=control_port,
             redis_url=args.redis,
             log_level=args.log_level,
         )
         return asyncio.run(_run(options, ServiceOutline.of(service)))
+
+
+def _control_port(flag: int | None, port: int) -> int | None:
+    if flag is None:
+        text = os.environ.get("CONTROL_PORT")
+        if text:
+            try:
+                flag = int(text)
+            except ValueError:
+                raise BrokerError(f"CONTROL_PORT must be a port number, got {text!r}") from None
+    if flag is None:
+        return port + 1 if 0 < port < 65535 else None
+    return flag or None
 
 
 def _port(flag: int | None) -> int:
@@ -99,7 +123,9 @@ async def _run(options: DevOptions, service: ServiceOutline) -> int:
             await stop_all(starting)
             return 0
         starting.result()
-        for line in ready_banner(cluster.url, service, cluster.redis_url, skiff_program()):
+        program = skiff_program()
+        control = options.control_port
+        for line in ready_banner(cluster.url, service, cluster.redis_url, program, control):
             cluster.say(line)
         exited = asyncio.create_task(cluster.wait_for_exit())
         await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)

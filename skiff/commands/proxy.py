@@ -42,6 +42,13 @@ class ProxyCommand:
             help=f"port to listen on: the URL clients use (default {_DEFAULTS.port})",
         )
         parser.add_argument(
+            "--control-port",
+            type=int,
+            default=None,
+            help="listen on this port too, with the same routes: Skip's clients "
+            "(SkipServiceBroker) send control requests to 8081 and read streams on 8080",
+        )
+        parser.add_argument(
             "--cors-origin",
             action="append",
             dest="cors_origins",
@@ -72,6 +79,7 @@ class ProxyCommand:
             "service": args.service or None,
             "host": args.host,
             "port": args.port,
+            "control_port": args.control_port,
             "max_body_bytes": args.max_body_bytes,
             "stream_ttl_s": args.stream_ttl,
         }

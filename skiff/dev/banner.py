@@ -29,13 +29,26 @@ class ServiceOutline:
         return cls(service.name, service.resource_names, service.input_names)
 
 
-def ready_banner(url: str, service: ServiceOutline, redis_url: str, skiff: str) -> list[str]:
-    """The lines to print; `skiff` is how the user runs the skiff command (see skiff_program)."""
+def ready_banner(
+    url: str,
+    service: ServiceOutline,
+    redis_url: str,
+    skiff: str,
+    control_port: int | None = None,
+) -> list[str]:
+    """The lines to print; `skiff` is how the user runs the skiff command (see skiff_program);
+    `control_port`: the proxy's second port, for Skip's clients."""
     lines = [
         f"ready: open {url}   (Ctrl-C stops everything)",
         f"  service {service.name}: resources {_names(service.resources)}; "
         f"inputs {_names(service.inputs)}",
     ]
+    if control_port is not None:
+        host, _, port = url.removeprefix("http://").rpartition(":")
+        lines.append(
+            f"  Skip clients: SkipServiceBroker({{host: \"{host}\", streaming_port: {port}, "
+            f"control_port: {control_port}}})"
+        )
     if service.name == EXAMPLE_APP_SERVICE:
         lines += [
             f"  the app: {url}/   cluster status: {url}/_skiff/",

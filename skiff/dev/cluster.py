@@ -40,6 +40,8 @@ class DevOptions:
     followers: int = 2
     host: str = "127.0.0.1"
     port: int = 8080
+    #: The proxy's second port (the same routes), for Skip's clients; None: none.
+    control_port: int | None = None
     redis_url: str | None = None
     log_level: str = "info"
     start_timeout_s: float = 60.0
@@ -148,6 +150,8 @@ class DevCluster:
             args = [kind, opts.service, "--node-id", name, "--port", str(port), *common]
             await self._spawn(name, args)
         proxy = ["proxy", "--service", opts.service_name, "--port", str(opts.port), *common]
+        if opts.control_port is not None:
+            proxy += ["--control-port", str(opts.control_port)]
         await self._spawn("proxy", proxy)
         await self._until_serving()
 

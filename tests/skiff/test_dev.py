@@ -28,10 +28,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_dev_runs_a_cluster_behind_one_url_and_stops_it() -> None:
-    port = free_port()
+    port, control_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "skiff", "dev", "tests.support.cluster_services:service",
-         "--followers", "1", "--port", str(port), "--log-level", "info"],
+         "--followers", "1", "--port", str(port), "--control-port", str(control_port),
+         "--log-level", "info"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     lines: list[str] = []
@@ -59,6 +60,9 @@ def test_dev_runs_a_cluster_behind_one_url_and_stops_it() -> None:
             while http.post("/v1/snapshot/post", json={"post": 3}).json() != [[3, [1]]]:
                 assert time.monotonic() < deadline, "the write never reached a follower"
                 time.sleep(0.05)
+        # Skip's clients: control requests on the second port, the same routes.
+        with httpx.Client(base_url=f"http://127.0.0.1:{control_port}", timeout=10) as http:
+            assert http.post("/v1/snapshot/post", json={"post": 3}).json() == [[3, [1]]]
         # Every process's lines carry its name.
         for name in ("leader", "follower-1", "proxy"):
             assert any(line.startswith(f"{name:<11}| ") for line in lines), name
@@ -69,6 +73,11 @@ def test_dev_runs_a_cluster_behind_one_url_and_stops_it() -> None:
         # The banner describes this service, and its Redis command runs as written.
         banner = [line.removeprefix("skiff dev  | ") for line in lines if "skiff dev" in line]
         assert "  service cluster: resources top, post; inputs posts, votes" in banner
+        skip_line = (
+            f'  Skip clients: SkipServiceBroker({{host: "127.0.0.1", streaming_port: {port}, '
+            f"control_port: {control_port}}})"
+        )
+        assert skip_line in banner
         assert not any("/v1/snapshot/posts" in line for line in banner)
         command = next(line for line in banner if " redis-cli --redis " in line)
         xlen = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=20)
