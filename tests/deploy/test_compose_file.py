@@ -112,7 +112,9 @@ def test_followers_scale_and_only_the_proxy_is_published(services: dict[str, Any
     assert not {"container_name", "hostname", "ports"} & follower.keys()
     published = {name for name, service in services.items() if "ports" in service}
     assert published == {"proxy"}
-    assert services["proxy"]["ports"] == ["8080:8080"]
+    # The second port serves the same routes, for Skip's clients.
+    assert services["proxy"]["ports"] == ["8080:8080", "8081:8081"]
+    assert services["proxy"]["command"][-2:] == ["--control-port", "8081"]
     assert interpolate(["${SKIFF_PORT:-8080}:8080"], {"SKIFF_PORT": "9000"}) == ["9000:8080"]
 
 
