@@ -4,16 +4,20 @@
   reason, when PostgreSQL or asyncpg is not installed (`.ci/run` installs Debian's package).
 - `postgres_dsn` (function): a fresh database on it, dropped afterwards.
 - `private_postgres` (function): a server of the test's own, for tests that restart it.
+- `pg` (function): an asyncpg connection to the test's database; `pg_service`: a
+  PostgresExternalService on it, shut down afterwards.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from broker.external import PostgresExternalService
 from tests.support.postgres import PostgresServer, PostgresUnavailable
 
 
@@ -57,3 +61,22 @@ async def private_postgres() -> AsyncIterator[PostgresServer]:
         yield server
     finally:
         await server.close()
+
+
+@pytest_asyncio.fixture
+async def pg(postgres_dsn: str) -> AsyncIterator[Any]:
+    """An asyncpg connection to the test's database (the test's own writes and checks)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest_asyncio.fixture
+async def pg_service(postgres_dsn: str) -> AsyncIterator[PostgresExternalService]:
+    """An adapter on the test's database, shut down afterwards."""
+    async with PostgresExternalService(postgres_dsn) as service:
+        yield service
