@@ -199,3 +199,20 @@ async def test_a_burst_of_a_thousand_inserts_arrives_completely(pg: Any, postgre
         # Keys are read back together: far fewer reads than notifications.
         assert len(seen.updates) < 500
         assert seen.errors == []
+
+
+async def test_a_key_outside_its_types_bounds_is_reported_not_delivered(
+    pg: Any, pg_service: PostgresExternalService
+) -> None:
+    await pg.execute("CREATE TABLE counters (id INT PRIMARY KEY, n INT)")
+    await pg.execute("INSERT INTO counters VALUES (1, 0), (-5, 0)")
+    seen = Recorder()
+    await pg_service.subscribe(
+        "svc/counters", "counters", {"key": {"col": "id", "type": "SMALLSERIAL"}}, seen
+    )
+    assert seen.rows() == {1: [{"id": 1, "n": 0}]}  # -5 is no SMALLSERIAL
+    assert [type(e).__name__ for e in seen.errors] == ["InvalidPostgresKeyError"]
+    await pg.execute("INSERT INTO counters VALUES (40000, 0), (2, 0)")
+    await seen.reaches({1: [{"id": 1, "n": 0}], 2: [{"id": 2, "n": 0}]})
+    await eventually(lambda: len(seen.errors) == 2)
+    assert "out of range: 40000" in str(seen.errors[1])

@@ -278,3 +278,17 @@ async def test_a_role_with_the_trigger_privilege_only_subscribes_and_reconnects(
     finally:
         await pg.execute(f"DROP OWNED BY {role}")
         await pg.execute(f"DROP ROLE {role}")
+
+
+class Refusing(Recorder):
+    def update(self, entries: Any, is_init: bool) -> None:
+        raise ValueError("the consumer refuses")
+
+
+async def test_a_first_update_refused_by_the_callbacks_fails_the_subscription(
+    pg: Any, pg_service: PostgresExternalService
+) -> None:
+    await make_posts(pg)
+    with pytest.raises(ValueError, match="the consumer refuses"):
+        await pg_service.subscribe("svc/posts", "posts", BY_ID, Refusing())
+    assert await installed(pg) == ([], [])
