@@ -10,14 +10,30 @@ from broker.external.errors import (
 )
 from broker.external.params import default_param_encoder
 from broker.external.polled import PolledExternalService, PolledHTTPResource
+
+# PostgreSQL (postgres.py; asyncpg, the `postgres` extra, is imported on first use).
+from broker.external.postgres import PostgresExternalService
+from broker.external.postgres_connection import PostgresConfig
+from broker.external.postgres_params import (
+    InvalidPostgresParamsError,
+    PostgresAdapterError,
+    PostgresSubscribeError,
+    PostgresUnavailableError,
+)
 from broker.external.skip import SkipExternalService
 
 __all__ = [
     "ExternalFetchError",
     "ExternalServiceError",
     "ExternalStreamError",
+    "InvalidPostgresParamsError",
     "PolledExternalService",
     "PolledHTTPResource",
+    "PostgresAdapterError",
+    "PostgresConfig",
+    "PostgresExternalService",
+    "PostgresSubscribeError",
+    "PostgresUnavailableError",
     "SkipExternalService",
     "UnknownExternalResourceError",
     "default_param_encoder",

@@ -125,17 +125,35 @@ class Feeds:
             if feed.subscriber is None:
                 self._subscribe(feed)
 
+    @property
+    def configured(self) -> bool:
+        """Whether the service has external services at all."""
+        return bool(self._services)
+
     def states(self) -> dict[str, State]:
         return {f.collection.name: f.state for f in self._feeds.values()}
 
+    def status(self) -> dict[str, object]:
+        """For /healthz: how many subscriptions are in each state, the shared ones by name
+        (a resource's own are many and short-lived), and the failures survived."""
+        counts: dict[str, int] = {}
+        shared: dict[str, str] = {}
+        for feed in self._feeds.values():
+            counts[feed.state] = counts.get(feed.state, 0) + 1
+            if feed.collection.scope == "shared":
+                shared[feed.collection.name] = feed.state
+        return {"subscriptions": counts, "shared": shared, "errors": self.errors}
+
     async def until_loaded(self, collections: Sequence[object], timeout_s: float) -> None:
         """Wait until the feeds of `collections` delivered their content (the others are not
-        external: ignored). Raises ExternalResourceError when one failed, ExternalLoadingError
-        when one is still loading after `timeout_s`."""
+        external: ignored), and those of every shared collection: what a resource reads
+        through the shared graph derives from them. Raises ExternalResourceError when one
+        failed, ExternalLoadingError when one is still loading after `timeout_s`."""
         if not self._feeds:
             return  # the common case: nothing external is open (a stream creation's cost)
         feeds = [self._feeds[c] for c in collections if isinstance(c, ExternalCollection)
-                 and c in self._feeds]  # fmt: skip
+                 and c in self._feeds and c.scope == "local"]  # fmt: skip
+        feeds += [f for f in self._feeds.values() if f.collection.scope == "shared"]
         waiting = [feed for feed in feeds if not feed.settled.is_set()]
         if waiting:
             try:

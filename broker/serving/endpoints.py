@@ -48,6 +48,9 @@ class Endpoints:
     async def health(self, request: Request) -> Response:
         ready, reason = self._node.ready()
         body = {"status": "ok" if ready else reason, "run": self._hub.run, **self._node.status()}
+        feeds = self._hub.feeds
+        if feeds is not None and feeds.configured:
+            body["externals"] = feeds.status()
         if not ready:
             return JSONResponse({"error": reason, **body}, status_code=503)
         return JSONResponse(body)

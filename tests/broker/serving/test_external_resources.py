@@ -42,6 +42,12 @@ async def test_a_shared_external_resource_updates_like_a_write() -> None:
             shop.set("catalog", "apple", [])
             update = await anext(events)
             assert update.entries == [("apple", [])] and update.version == init.version + 2
+        async with httpx.AsyncClient(base_url=node.url) as http:
+            health = (await http.get("/healthz")).json()
+        (name,) = node.hub.engine.externals.names("shared")
+        assert health["externals"] == {
+            "subscriptions": {"ready": 1}, "shared": {name: "ready"}, "errors": 0,
+        }  # fmt: skip
     assert shop.shut_down == 1 and shop.live == {}
 
 
@@ -82,13 +88,17 @@ async def test_a_resources_own_external_resource_is_local_to_its_instance() -> N
 async def test_reads_wait_for_the_first_content() -> None:
     shop = Shop()
     shop.set("stock", "apple", [1], {"store": "north"})
+    shop.set("catalog", "pear", [5])
     shop.hold()
     async with running(make_shop_service(shop), CONFIG) as node, SkiffClient(node.url) as client:
         read = asyncio.create_task(client.snapshot("stock", {"store": "north"}))
+        # The catalog resource reads a shared collection: it waits for create_graph's too.
+        catalog = asyncio.create_task(client.snapshot("catalog"))
         await asyncio.sleep(0.2)
-        assert not read.done()
+        assert not read.done() and not catalog.done()
         shop.release()
         assert await read == [("apple", [1])]
+        assert await catalog == [("pear", [5])]
 
 
 async def test_content_that_never_comes_is_a_503_and_leaves_nothing() -> None:
