@@ -36,6 +36,9 @@ from tests.support.redis_server import (
     local_target,
 )
 
+# PostgreSQL for the tests that need one (a throwaway server, started once per session).
+pytest_plugins = ["tests.support.postgres_fixtures"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The `docker` cases join the `containers` selection that `make test-containers` runs.

@@ -1,4 +1,5 @@
-"""PostgreSQL for the adapter tests (tests/support/postgres.py starts it).
+"""PostgreSQL fixtures (tests/support/postgres.py starts the server), registered for every test
+by tests/conftest.py (the adapter's tests, the hackernews example's).
 
 - `postgres_server` (session): a private server, started once; the tests are skipped, with the
   reason, when PostgreSQL or asyncpg is not installed (`.ci/run` installs Debian's package).
