@@ -13,8 +13,8 @@
     var      := a letter or `_`, then letters, digits, `_`
 
 Blanks are ignored everywhere, inside names too. A quoted name is taken literally (`"a.b"`
-is one field). A key ends at any punctuation, so an unquoted name like `user_id` is refused:
-Skip's parser never returns from it.
+is one field). A key ends at any punctuation, `_` and `-` included, so an unquoted field name
+like `user_id` is refused (`{"user_id": user_id}` is fine): Skip's parser never returns from it.
 """
 
 from __future__ import annotations
