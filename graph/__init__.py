@@ -12,12 +12,14 @@ from graph.errors import (
     KeyLookupError,
     NotJsonError,
     ParamsRejectedError,
+    PatternError,
     UnknownCollectionError,
     UnknownResourceError,
     UserCodeError,
 )
 from graph.external import ExternalCallbacks, ExternalService
 from graph.instance import ResourceInstance
+from graph.json_extract import json_extract
 from graph.keys import json_sort_key
 from graph.lazy import LazyCollection
 from graph.reducers import Count, Max, Min, Sum
@@ -44,6 +46,7 @@ __all__ = [
     "Min",
     "NotJsonError",
     "ParamsRejectedError",
+    "PatternError",
     "Reducer",
     "Resource",
     "ResourceInstance",
@@ -54,5 +57,6 @@ __all__ = [
     "UnknownResourceError",
     "UserCodeError",
     "Values",
+    "json_extract",
     "json_sort_key",
 ]

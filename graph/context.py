@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from graph.collections import EagerCollection
 from graph.errors import UserCodeError
+from graph.json_extract import json_extract
 from graph.lazy import LazyCollection
 
 if TYPE_CHECKING:
@@ -35,3 +36,9 @@ class Context:
         `service` in Service.external_services: shared by every identical request, and kept up
         to date by the service (graph/external.py)."""
         return EagerCollection(self._engine.use_external(service, identifier, params))
+
+    def json_extract(self, value: Any, pattern: str) -> list[Any]:
+        """Skip's `context.jsonExtract`: the matches of `pattern` in the JSON object `value`
+        (graph/json_extract.py). A pure function, also importable as `graph.json_extract` for
+        code that has no context, such as a mapper."""
+        return json_extract(value, pattern)

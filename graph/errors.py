@@ -43,3 +43,16 @@ class KeyLookupError(GraphError, LookupError):
 
 class CycleError(UserCodeError):
     """A lazy collection's computation depends on itself at the same key."""
+
+
+class PatternError(GraphError, ValueError):
+    """A json_extract pattern is malformed, or asks what Skip itself cannot evaluate.
+
+    `position` is the 0-based index in `pattern` of the character the error was found at
+    (`len(pattern)` when the pattern ended too early).
+    """
+
+    def __init__(self, message: str, pattern: str, position: int) -> None:
+        super().__init__(f"json_extract pattern {pattern!r}, at position {position}: {message}")
+        self.pattern = pattern
+        self.position = position

@@ -27,6 +27,7 @@ PUBLIC = [
     "Min",
     "NotJsonError",
     "ParamsRejectedError",
+    "PatternError",
     "Reducer",
     "Resource",
     "ResourceInstance",
@@ -37,6 +38,7 @@ PUBLIC = [
     "UnknownResourceError",
     "UserCodeError",
     "Values",
+    "json_extract",
     "json_sort_key",
 ]
 
