@@ -63,7 +63,9 @@ class LiveResource:
                 self.events += 1
                 self.changed.set()
 
-    async def until(self, check: Callable[[dict[Any, list[Any]]], bool], within: float = 20) -> None:
+    async def until(
+        self, check: Callable[[dict[Any, list[Any]]], bool], within: float = 20
+    ) -> None:
         async with asyncio.timeout(within):
             while not check(self.content):
                 self.changed.clear()
@@ -149,7 +151,10 @@ async def test_skips_hackernews_web_service_calls_on_a_skiff_cluster(
 
             # GET /posts and GET /session with text/event-stream: create, redirect, read.
             streams = {}
-            for resource, params in (("posts", posts_params), ("sessions", {"session_id": session_id})):
+            for resource, params in (
+                ("posts", posts_params),
+                ("sessions", {"session_id": session_id}),
+            ):
                 created = await flask.post(f"{skip_control_url}/streams/{resource}", json=params)
                 assert created.status_code == 201, created.text
                 live = streams[resource] = LiveResource()
@@ -174,7 +179,9 @@ async def test_skips_hackernews_web_service_calls_on_a_skiff_cluster(
             await posts.until(lambda c: [k for k in sorted(c) if post(c, k)["upvoted"]] == [2, 3])
 
             # PUT /posts/1/upvotes
-            await pg.execute("INSERT INTO upvotes(post_id, user_id) VALUES($1, $2)", 1, ada["user_id"])
+            await pg.execute(
+                "INSERT INTO upvotes(post_id, user_id) VALUES($1, $2)", 1, ada["user_id"]
+            )
             await posts.until(lambda c: post(c, 1)["upvotes"] == 3 and post(c, 1)["upvoted"])
 
             # DELETE /posts/1/upvotes
@@ -198,7 +205,9 @@ async def test_skips_hackernews_web_service_calls_on_a_skiff_cluster(
             assert isinstance(fresh["date"], str) and fresh["date"].endswith("+00")
 
             # POST /logout
-            logout = await flask.patch(f"{skip_control_url}/inputs/sessions", json=[[session_id, []]])
+            logout = await flask.patch(
+                f"{skip_control_url}/inputs/sessions", json=[[session_id, []]]
+            )
             assert logout.status_code == 200, logout.text
             await sessions.until(lambda c: c == {})
             await posts.until(lambda c: not any(post(c, k)["upvoted"] for k in c))
