@@ -192,7 +192,8 @@ async def test_skips_hackernews_web_service_calls_on_a_skiff_cluster(
 
             # POST /posts
             new_id = await pg.fetchval(
-                "INSERT INTO posts(title, url, body, author_id) VALUES($1, $2, $3, $4) RETURNING id",
+                "INSERT INTO posts(title, url, body, author_id) VALUES($1, $2, $3, $4) "
+                "RETURNING id",
                 "Skip's hackernews, unchanged", "https://example.org/port", "", ada["user_id"],
             )  # fmt: skip
             await posts.until(lambda c: post(c, new_id) is not None)
