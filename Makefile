@@ -14,7 +14,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # here those folders (graph/, broker/, ...) are the installed sources themselves.
 PIP := PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip --quiet
 
-.PHONY: dev test lint bench bench-skip install clean containers test-containers chaos soak
+.PHONY: dev test lint bench bench-skip skip-runtime install clean containers test-containers chaos soak
 
 $(BIN)/python:
 	@echo "make: creating $(VENV), a Python virtual environment for skiff"
@@ -56,6 +56,11 @@ containers: $(CONTAINERS_STAMP)
 test-containers: containers
 	eval "$$(PYTHON=$(BIN)/python bash docker/local-engine.sh env)" && \
 		$(BIN)/python -m pytest -q -m containers $(PYTEST_ARGS)
+
+# Skip 0.0.15's own runtime (npm, into $XDG_CACHE_HOME/skiff-bench-skip; needs node and npm):
+# the tests that compare skiff with Skip, or chain onto it, use it and are skipped without it.
+skip-runtime: $(TEST_STAMP)
+	$(BIN)/python -m bench.skip_runtime install
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

@@ -250,8 +250,9 @@ class _Endpoints:
             except NoNodeError as err:
                 raise HttpError(503, str(err)) from err
             try:
-                reply = await self._gateway.upstream.request(
-                    node, "POST", path, content=body, headers={"Content-Type": "application/json"}
+                upstream = self._gateway.upstream
+                reply = await upstream.request(
+                    node, "POST", path, content=body, headers=upstream.read_headers()
                 )
             except NodeUnavailableError:
                 # Reads change nothing: another node may answer instead.

@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable, Mapping
 from urllib.parse import quote, urlsplit
 
-from broker.http.paths import STREAM_ID_HEADER
+from broker.http.paths import AFTER_VERSION_HEADER, STREAM_ID_HEADER
+from broker.json_bytes import JsonDecodeError, loads
 from broker.store.node_record import NodeRecord
 from proxy.control_client import ControlClient, Reply, header_safe
 from proxy.errors import NodeUnavailableError
@@ -48,6 +49,8 @@ class Upstream:
         self._control = ControlClient(
             connect_timeout_s=connect_timeout_s, request_timeout_s=request_timeout_s
         )
+        #: The newest version a write relayed by this proxy was acknowledged at.
+        self.written_version = 0
 
     async def aclose(self) -> None:
         await self._control.aclose()
@@ -73,6 +76,25 @@ class Upstream:
             self._observe(method, time.perf_counter() - started)
         return reply
 
+    def acknowledged(self, reply: Reply) -> None:
+        """A write's reply relayed to its client: reads sent after it wait for its version."""
+        if reply.status != 200:
+            return
+        try:
+            version = loads(reply.body).get("version")
+        except (JsonDecodeError, AttributeError):
+            return
+        if type(version) is int and version > self.written_version:
+            self.written_version = version
+
+    def read_headers(self) -> dict[str, str]:
+        """The headers of a read (snapshot, lookup, stream creation): JSON, and the version a
+        node must have applied before it answers (see AFTER_VERSION_HEADER)."""
+        headers = {"Content-Type": "application/json"}
+        if self.written_version:
+            headers[AFTER_VERSION_HEADER] = str(self.written_version)
+        return headers
+
     async def create_stream(
         self, node: NodeRecord, resource: str, params: bytes, stream_id: str
     ) -> Reply:
@@ -83,7 +105,7 @@ class Upstream:
             "POST",
             f"/v1/streams/{segment(resource)}",
             content=params,
-            headers={"Content-Type": "application/json", STREAM_ID_HEADER: stream_id},
+            headers={**self.read_headers(), STREAM_ID_HEADER: stream_id},
         )
 
     async def open_stream(

@@ -55,6 +55,7 @@ class WriteForwarder:
             leader, path, body, headers, retryable=idempotency_key is not None
         )
         if isinstance(failure, Reply):
+            self._upstream.acknowledged(failure)
             return failure
         if failure.reached and idempotency_key is None:
             raise HttpError(
@@ -67,6 +68,7 @@ class WriteForwarder:
         _, leader = await self._leader(lambda cluster: cluster.holder != holder)
         second = await self._attempt(leader, path, body, headers, retryable=True)
         if isinstance(second, Reply):
+            self._upstream.acknowledged(second)
             return second
         raise HttpError(503, f"the leader is unavailable: {second.reason}")
 

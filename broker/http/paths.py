@@ -7,6 +7,10 @@ from typing import Final
 STREAMS_PREFIX: Final = "/v1/streams/"
 #: Header by which the proxy creates a stream under an id of its choosing (proxy/streams.py).
 STREAM_ID_HEADER: Final = "X-Skiff-Stream-Id"
+#: Header by which the proxy asks a node to answer a read (snapshot, lookup, a new stream) only
+#: once it has applied this version: the newest write the proxy relayed, so that a client
+#: reads its own writes whichever follower answers (broker/serving/reads.py).
+AFTER_VERSION_HEADER: Final = "X-Skiff-After-Version"
 
 
 def stream_read_id(path: str) -> str | None:

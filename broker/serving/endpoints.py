@@ -19,7 +19,7 @@ from broker.http.auth import ControlToken
 from broker.http.bodies import read_json
 from broker.http.errors import HttpError
 from broker.http.limits import check_entries, check_params
-from broker.http.paths import STREAM_ID_HEADER
+from broker.http.paths import AFTER_VERSION_HEADER, STREAM_ID_HEADER
 from broker.http.sse import parse_event_id
 from broker.json_bytes import dumps
 from broker.serving import reads
@@ -80,6 +80,7 @@ class Endpoints:
             if not _CHOSEN_STREAM_ID.fullmatch(chosen):
                 raise HttpError(400, f"malformed {STREAM_ID_HEADER} header")
         params = await read_json(request, self._config.max_body_bytes, empty={})
+        await reads.after_version(self._hub, request.headers.get(AFTER_VERSION_HEADER))
         with _nesting_guard():
             check_params(params, self._config.max_params_bytes)
             stream_id = self._hub.create_stream(
@@ -112,6 +113,7 @@ class Endpoints:
 
     async def snapshot(self, request: Request) -> Response:
         params = await read_json(request, self._config.max_body_bytes, empty={})
+        await reads.after_version(self._hub, request.headers.get(AFTER_VERSION_HEADER))
         with _nesting_guard():
             check_params(params, self._config.max_params_bytes)
             entries = await reads.snapshot(self._hub, request.path_params["resource"], params)
@@ -121,6 +123,7 @@ class Endpoints:
         body = await read_json(request, self._config.max_body_bytes)
         if not isinstance(body, dict) or "key" not in body:
             raise HttpError(400, 'the body must be an object {"key": k, "params": p}')
+        await reads.after_version(self._hub, request.headers.get(AFTER_VERSION_HEADER))
         with _nesting_guard():
             check_params(body.get("params", {}), self._config.max_params_bytes)
             check_entries([[body["key"], []]], self._config.max_key_bytes, 0)

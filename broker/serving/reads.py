@@ -5,10 +5,33 @@ flight."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Final
+
 from broker.errors import ExternalResourceError
 from broker.serving.hub import Hub
 from broker.types import Entry, Json
 from graph import ResourceInstance
+
+#: How long a read waits for its node to apply the version it was asked to read after.
+AFTER_VERSION_WAIT_S: Final = 2.0
+
+
+async def after_version(hub: Hub, header: str | None) -> None:
+    """Wait (briefly) until this node has applied the version in the proxy's
+    `X-Skiff-After-Version` header: the newest write the proxy relayed, so a client reads its
+    own write whichever follower answers. Followers trail the leader by milliseconds; past the
+    bound the read answers with what the node has (reads are eventually consistent)."""
+    if header is None or not header.isdigit():
+        return
+    version = int(header)
+    if hub.engine.version >= version:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + AFTER_VERSION_WAIT_S
+    # Polled, like a resume's catch-up: only a read racing a write pays for it.
+    while hub.engine.version < version and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.002)
 
 
 async def until_loaded(hub: Hub, handle: ResourceInstance) -> None:
