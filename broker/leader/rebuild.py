@@ -69,14 +69,22 @@ async def replay(
     applied = 0
     if upto <= engine.version:
         return 0
+    known = set(engine.durable_names)
+    ignored: set[str] = set()
     async for entry in read_input_log(redis, keyspace, engine.version, upto):
         expected = engine.version + 1
         if entry.version != expected:
             raise RebuildError(
                 f"the input log jumps from version {engine.version} to {entry.version}"
             )
+        writes = entry.writes
+        if not known.issuperset(writes):
+            # A collection this version of the service no longer has (an input removed, an
+            # external resource create_graph no longer opens): its writes mean nothing now.
+            ignored.update(name for name in writes if name not in known)
+            writes = {name: batch for name, batch in writes.items() if name in known}
         try:
-            result = engine.apply(entry.writes, version=entry.version)
+            result = engine.apply(writes, version=entry.version)
         except GraphError as err:
             raise RebuildError(f"replaying version {entry.version} failed: {err}") from err
         applied += 1
@@ -84,6 +92,9 @@ async def replay(
             on_tick(result)
     if engine.version != upto:
         raise RebuildError(f"the input log ends at {engine.version}, the head is {upto}")
+    if ignored:
+        logger.warning("ignored logged writes of collections the service no longer has: %s",
+                       sorted(ignored))  # fmt: skip
     return applied
 
 

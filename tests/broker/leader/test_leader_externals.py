@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from contextlib import aclosing
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -129,3 +130,30 @@ async def test_a_snapshot_keeps_the_shared_external_collections(
         assert second.engine.version == 4
         assert len(second.engine.collection_entries("catalog")) == 8
         held.release()
+
+
+async def test_a_new_version_of_the_service_that_opens_other_external_resources_takes_office(
+    redis_url: str, redis_client: Redis, keyspace: Keyspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = ShopData()
+    data.set("catalog", "apple", [3])
+    service = make_shop_service(Shop(data), name=keyspace.service)
+    async with candidate(redis_url, service, "lead-a") as a:
+        lead = await leading(a)
+        await eventually(lambda: lead.engine.version == 1)
+        data.set("catalog", "pear", [5])
+        await eventually(lambda: lead.engine.version == 2)
+
+    # The next version asks the shop for its catalog with other params: another collection.
+    def create_graph(inputs: Any, context: Any) -> dict[str, Any]:
+        return {"catalog": context.use_external_resource("shop", "catalog", {"region": "eu"})}
+
+    upgraded = dataclasses.replace(
+        service, create_graph=create_graph, external_services={"shop": Shop(data)}
+    )
+    async with candidate(redis_url, upgraded, "lead-b") as b:
+        second = await leading(b)
+        # The old collection's logged updates are ignored; the new one is fetched afresh.
+        await eventually(lambda: second.engine.version == 3)
+        assert second.engine.collection_entries("catalog") == [("apple", [3]), ("pear", [5])]
+    assert "no longer has" in caplog.text
