@@ -11,6 +11,6 @@ import os
 
 from examples.skip_hackernews.service import make_service
 
-service = make_service(name=os.environ.get("SKIFF_SERVICE_NAME") or "hackernews")
+service = make_service(name=os.environ.get("SKIFF_SERVICE_NAME") or "skip-hackernews")
 
 __all__ = ["make_service", "service"]

@@ -144,7 +144,7 @@ def postgres_dsn(env: Mapping[str, str] = os.environ) -> str:
     return f"postgresql://{user}:{password}@{host}:{port}/{database}"
 
 
-def make_service(dsn: str | None = None, name: str = "hackernews") -> Service:
+def make_service(dsn: str | None = None, name: str = "skip-hackernews") -> Service:
     return Service(
         name=name,
         inputs={"sessions": []},
