@@ -34,9 +34,10 @@ from broker.serving.admin import admin_routes
 from broker.serving.config import ServeConfig
 from broker.serving.metrics import NodeMetrics
 from broker.serving.server import RunningNode, serving
-from broker.store.connection import connect, redacted
+from broker.store.connection import close_client, connect, redacted
 from broker.store.keyspace import Keyspace
 from broker.store.node_record import NodeRecord
+from broker.store.primary import watch_primary
 from graph import Service
 
 logger = logging.getLogger("skiff.broker")
@@ -178,6 +179,8 @@ async def follower_node(
 
     tasks = Supervisor(f"follower {node_id}", on_failure=failed)
     try:
+        watching = watch_primary(redis, keyspace.meta, metrics.redis_primary, who=node_id)
+        tasks.spawn(watching, name="redis primary watch")
         sync = MirrorSync(
             redis, keyspace, service, config, on_redis_error=lambda _: metrics.redis_errors.inc()
         )
@@ -221,7 +224,7 @@ async def follower_node(
         try:
             await tasks.aclose()
         finally:
-            await redis.aclose()
+            await close_client(redis)
 
 
 async def run_follower(

@@ -35,6 +35,7 @@ from broker.leader.snapshotter import Snapshotter, start_epoch
 from broker.runtime.clock import now_ms
 from broker.serving.hub import Hub
 from broker.store.codec import DeltaEntry, InputLogEntry, LeaseRecord, Meta
+from broker.store.durability import NotDurableError
 from broker.store.fenced import (
     EpochChangedError,
     FencedWriter,
@@ -72,7 +73,7 @@ class Leadership:
         self.ctx = ctx
         self.engine = engine
         self.epoch = epoch
-        self.writer = FencedWriter(ctx.redis, ctx.keyspace, record)
+        self.writer = FencedWriter(ctx.redis, ctx.keyspace, record, ctx.config.durability)
         self.snapshot_version = snapshot_version
         self.lock = asyncio.Lock()
         self.hub: Hub | None = None
@@ -103,6 +104,7 @@ class Leadership:
                     read_idempotency(self.ctx.redis, self.ctx.keyspace, idempotency_key)
                 )
                 if seen is not None:
+                    await self._guarded(self.writer.confirm())  # a retry after a 503
                     return seen
             for _ in range(2):
                 version = await self._append_tick(batch, idempotency_key)
@@ -135,11 +137,17 @@ class Leadership:
             pending.abort()
             self.needs_sync = True
             raise UnavailableError(f"out of sync with Redis ({err}); retry") from err
+        except NotDurableError as err:
+            raise self._not_durable(pending, err) from err
         except RedisCallError as err:
             landed = err.transient and await appended(
                 self.ctx.redis, self.ctx.keyspace, self.epoch, version, term
             )
             if landed:
+                try:
+                    await self.writer.confirm()
+                except NotDurableError as unconfirmed:
+                    raise self._not_durable(pending, unconfirmed) from err
                 return self._commit(pending, started)
             pending.abort()
             self.needs_sync = True
@@ -154,8 +162,19 @@ class Leadership:
             raise
         if outcome.duplicate:
             pending.abort()
+            await self.writer.confirm()
             return outcome.version
         return self._commit(pending, started)
+
+    def _not_durable(self, pending: PendingTick, err: NotDurableError) -> UnavailableError:
+        # The entry is on the primary, unconfirmed: not committed here, not acknowledged. The
+        # next write reconciles (replays it if Redis still has it); a retry with the same
+        # Idempotency-Key is answered once a replica confirms it.
+        pending.abort()
+        self.needs_sync = True
+        self.ctx.metrics.not_durable.inc()
+        logger.warning("write not acknowledged: %s", err)
+        return UnavailableError(f"write not confirmed by the replicas ({err}); retry")
 
     def _commit(self, pending: PendingTick, started: float) -> int:
         pending.commit()
@@ -207,7 +226,9 @@ class Leadership:
     async def resume(self, record: LeaseRecord) -> None:
         """Write with `record` (a renewed or re-acquired lease) after reconciling."""
         async with self.lock:
-            self.writer = FencedWriter(self.ctx.redis, self.ctx.keyspace, record)
+            self.writer = FencedWriter(
+                self.ctx.redis, self.ctx.keyspace, record, self.ctx.config.durability
+            )
             await self.reconcile()
             self.writable, self.reason = True, "ok"
 

@@ -37,9 +37,10 @@ from broker.serving.metrics import NodeMetrics
 from broker.serving.role import NodeRole
 from broker.serving.server import RunningNode, serving
 from broker.store.codec import unique_holder
-from broker.store.connection import connect
+from broker.store.connection import close_client, connect
 from broker.store.keyspace import Keyspace
 from broker.store.node_record import NodeRecord
+from broker.store.primary import watch_primary
 from broker.store.scripts import RedisCallError
 from graph import Engine, Service
 
@@ -271,6 +272,8 @@ async def leader_node(
     tasks = Supervisor(f"leader {leader_config.node_id}", on_failure=failed)
     ctx = LeaderContext(redis, Keyspace(service.name), service, leader_config, metrics, tasks)
     node = LeaderNode(ctx, config, log_level=log_level, access_log=access_log)
+    watching = watch_primary(redis, ctx.keyspace.meta, metrics.redis_primary, who=node.node_id)
+    tasks.spawn(watching, name="redis primary watch")
     task = tasks.spawn(node.run(), name=f"leader {leader_config.node_id}", report=False)
     try:
         serving_ = tasks.spawn(node.wait_serving(), name="until serving", report=False)
@@ -287,4 +290,4 @@ async def leader_node(
             try:
                 await tasks.aclose()
             finally:
-                await redis.aclose()
+                await close_client(redis)

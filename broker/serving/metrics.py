@@ -11,6 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from broker.store.primary import RedisPrimaryGauge
+
 
 class NodeMetrics:
     def __init__(self, role: str, node_id: str) -> None:
@@ -35,13 +37,18 @@ class NodeMetrics:
             _task_count
         )
         self.tick_seconds = Histogram(
-            "skiff_tick_seconds", "time to compute and commit one tick", list(labels),
+            "skiff_tick_seconds",
+            "time to compute and commit one tick",
+            list(labels),
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
             registry=registry,
         ).labels(**labels)
         self.snapshot_seconds = Histogram(
-            "skiff_snapshot_seconds", "time to write one snapshot", list(labels),
-            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30), registry=registry,
+            "skiff_snapshot_seconds",
+            "time to write one snapshot",
+            list(labels),
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30),
+            registry=registry,
         ).labels(**labels)
         self.redis_errors = Counter(
             "skiff_redis_errors", "failed Redis calls", list(labels), registry=registry
@@ -52,6 +59,18 @@ class NodeMetrics:
         self.writes = Counter(
             "skiff_writes", "write batches acknowledged", list(labels), registry=registry
         ).labels(**labels)
+        self.not_durable = Counter(
+            "skiff_writes_not_durable",
+            "writes answered 503: the replicas --durability asks for did not confirm in time",
+            list(labels), registry=registry,
+        ).labels(**labels)  # fmt: skip
+        self.lost_history = Counter(
+            "skiff_redis_lost_history",
+            "times Redis was found holding a shorter history than was acknowledged (a failover "
+            "to a stale replica, a restart without persistence): republished under a new epoch",
+            list(labels), registry=registry,
+        ).labels(**labels)  # fmt: skip
+        self.redis_primary = RedisPrimaryGauge(registry)
 
     def route(self) -> Route:
         async def metrics(request: Request) -> Response:

@@ -86,9 +86,7 @@ def _tls(address: RedisAddress) -> dict[str, Any]:
 
 
 def _sentinel(address: RedisAddress, options: dict[str, Any]) -> Redis:
-    sentinel_options = {
-        k: v for k, v in options.items() if k.startswith("socket_") or k == "retry"
-    }
+    sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_") or k == "retry"}
     sentinel_options |= _tls(address)
     if "sentinel_password" in address.options:
         sentinel_options["password"] = address.options["sentinel_password"]

@@ -1,10 +1,9 @@
 """The `--redis` URL forms, parsed into what `connect()` needs (pure: no I/O).
 
-| form | reaches |
-|---|---|
-| `redis://[user:password@]host:port[/db]` (`rediss://` = TLS), `unix:///path.sock` | one server |
-| `redis+sentinel://[user:password@]host1:26379,host2:26379/<master>[/db]` | the current primary of `<master>`, asked of the Sentinels |
-| `redis+cluster://[user:password@]host1:6379,host2:6379` | a Redis Cluster (seed nodes; db 0 only) |
+- `redis://[user:password@]host:port[/db]` (`rediss://`: TLS), `unix:///path.sock`: one server;
+- `redis+sentinel://[user:password@]host1:26379,host2:26379/<master>[/db]`: the current
+  primary of `<master>`, asked of the Sentinels;
+- `redis+cluster://[user:password@]host1:6379,host2:6379`: a Redis Cluster (seed nodes; db 0).
 
 `rediss+sentinel://` and `rediss+cluster://` use TLS to every server (and, for Sentinel, to the
 Sentinels). The user and password are those of the data servers; Sentinels that require their
@@ -96,9 +95,7 @@ def parse_redis_url(url: str) -> RedisAddress:
         db = _db(parts, url)
         if db != 0:
             raise ConfigError("a Redis Cluster has only database 0")
-    return RedisAddress(
-        topology, url, hosts, master, db, username, password, tls, options
-    )
+    return RedisAddress(topology, url, hosts, master, db, username, password, tls, options)
 
 
 def redacted(url: str) -> str:

@@ -30,6 +30,9 @@ from skiff.dev.embedded_redis import EmbeddedRedis, find_server_binary
 MASTER: Final = "skiff"
 #: How long a primary must be silent before the Sentinels (or the Cluster) call it down.
 DOWN_AFTER_MS: Final = 1000
+#: Every data server: a replica syncs at once (no 5 s wait for more replicas to share a
+#: diskless transfer), and a stop does not wait up to 10 s for lagging replicas.
+FAST: Final = ("--repl-diskless-sync-delay", "0", "--shutdown-timeout", "0")
 
 
 def find_cli_binary() -> str:
@@ -74,11 +77,12 @@ class SentinelProcess(EmbeddedRedis):
 
 
 class SentinelSet:
-    """A primary, `replicas` replicas and three Sentinels."""
+    """A primary, `replicas` replicas and `sentinels` Sentinels (0: plain replication)."""
 
-    def __init__(self, *, replicas: int = 1, appendonly: bool = False) -> None:
-        self.primary = EmbeddedRedis(appendonly=appendonly)
+    def __init__(self, *, replicas: int = 1, sentinels: int = 3, appendonly: bool = False) -> None:
+        self.primary = EmbeddedRedis(appendonly=appendonly, extra_args=FAST)
         self._replica_count = replicas
+        self._sentinel_count = sentinels
         self._appendonly = appendonly
         self.replicas: list[EmbeddedRedis] = []
         self.sentinels: list[SentinelProcess] = []
@@ -97,17 +101,18 @@ class SentinelSet:
         for _ in range(self._replica_count):
             replica = EmbeddedRedis(
                 appendonly=self._appendonly,
-                extra_args=("--replicaof", self.primary.host, str(self.primary.port)),
+                extra_args=(*FAST, "--replicaof", self.primary.host, str(self.primary.port)),
             )
             self.replicas.append(replica)
             await replica.start()
         for replica in self.replicas:
             await _until(lambda r=replica: _link_up(r), "replica link up")
-        for _ in range(3):
+        for _ in range(self._sentinel_count):
             sentinel = SentinelProcess((self.primary.host, self.primary.port))
             self.sentinels.append(sentinel)
             await sentinel.start()
-        await _until(self._sentinels_agree, "sentinels see the replica and each other")
+        if self.sentinels:
+            await _until(self._sentinels_agree, "sentinels see the replica and each other")
 
     async def current_primary(self) -> EmbeddedRedis | None:
         """The running server that answers `role: master`, asked directly."""
@@ -150,19 +155,21 @@ class SentinelSet:
 
     async def close(self) -> None:
         for process in [*self.sentinels, *self.replicas, self.primary]:
-            await process.close()
+            await _discard(process)
 
     async def _sentinels_agree(self) -> bool:
         for sentinel in self.sentinels:
             async with _client(sentinel) as client:
                 info: Any = await client.execute_command("SENTINEL", "MASTER", MASTER)
             # redis-py parses the reply into a dict (names decoded, numbers as ints).
-            fields = {_text(k): v for k, v in info.items()} if isinstance(info, dict) else {
-                _text(k): v for k, v in zip(info[::2], info[1::2], strict=True)
-            }
+            fields = (
+                {_text(k): v for k, v in info.items()}
+                if isinstance(info, dict)
+                else {_text(k): v for k, v in zip(info[::2], info[1::2], strict=True)}
+            )
             if int(fields["num-slaves"]) < self._replica_count:
                 return False
-            if int(fields["num-other-sentinels"]) < 2:
+            if int(fields["num-other-sentinels"]) < self._sentinel_count - 1:
                 return False
         return True
 
@@ -197,6 +204,7 @@ class ValkeyCluster:
         for _ in range(self._shards * (1 + self._replicas)):
             node = EmbeddedRedis(
                 extra_args=(
+                    *FAST,
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", "nodes.conf",
                     "--cluster-node-timeout", str(DOWN_AFTER_MS),
@@ -228,6 +236,15 @@ class ValkeyCluster:
                     return node
         raise RuntimeError(f"no running primary serves slot {slot}")
 
+    async def replica_of(self, primary: EmbeddedRedis) -> EmbeddedRedis:
+        for node in self.nodes:
+            if node.running and node is not primary:
+                async with _client(node) as client:
+                    info: Any = await client.info("replication")
+                if info.get("role") == "slave" and int(info.get("master_port", 0)) == primary.port:
+                    return node
+        raise RuntimeError(f"no running replica of {primary.port}")
+
     async def kill_primary_of(self, key: str) -> EmbeddedRedis:
         node = await self.primary_of(key)
         await node.kill()
@@ -245,7 +262,7 @@ class ValkeyCluster:
 
     async def close(self) -> None:
         for node in self.nodes:
-            await node.close()
+            await _discard(node)
 
     async def _healthy(self) -> bool:
         for node in self.nodes:
@@ -278,6 +295,13 @@ async def _client(server: EmbeddedRedis) -> Any:
         yield client
     finally:
         await client.aclose()
+
+
+async def _discard(server: EmbeddedRedis) -> None:
+    # Killed, not stopped: nothing here needs its files, and a server asked to stop while it
+    # writes its first AOF ignores the request ("Writing initial AOF, can't exit").
+    await server.kill()
+    await server.close()
 
 
 def _text(value: Any) -> str:
