@@ -21,22 +21,19 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
-
-from redis import exceptions as redis_errors
 
 from broker.errors import BrokerError
 from broker.leader.config import LeaderContext
+from broker.leader.history import find_lost_history, other_records, report
 from broker.leader.leadership import Leadership, StateSupersededError
 from broker.leader.lease import LeaderLease, LeaseHolder
 from broker.leader.rebuild import RebuildError, rebuild
 from broker.runtime.backoff import Backoff
 from broker.runtime.gc_pause import gc_paused
 from broker.runtime.tasks import stop_all
-from broker.store.codec import CodecError, LeaseRecord
+from broker.store.codec import LeaseRecord, Meta
 from broker.store.connection import honour_cancellation
 from broker.store.fenced import LeaseLostError
-from broker.store.node_record import NodeRecord
 from broker.store.reads import read_meta
 from broker.store.scripts import RedisCallError
 from graph import Engine, Service
@@ -54,6 +51,16 @@ class CandidateStatus:
     # The highest head version this candidate has seen in the keyspace: above 0 means
     # acknowledged writes existed, so a vanished keyspace is data loss, not a first start.
     seen_head: int = 0
+    # The epoch it last saw and the highest head it saw in it: a Redis that shows this epoch
+    # with a lower head lost history (broker/leader/history.py).
+    seen_epoch: str = ""
+    seen_epoch_head: int = 0
+
+    def saw(self, meta: Meta) -> None:
+        self.seen_head = max(self.seen_head, meta.head)
+        if meta.epoch != self.seen_epoch:
+            self.seen_epoch, self.seen_epoch_head = meta.epoch, 0
+        self.seen_epoch_head = max(self.seen_epoch_head, meta.head)
 
 
 async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateStatus) -> Leadership:
@@ -94,7 +101,7 @@ async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateSt
                     )
             else:
                 missing_since, warned = None, False
-                status.seen_head = max(status.seen_head, meta.head)
+                status.saw(meta)
             won = await lease.acquire()
             status.redis_ok = True
             backoff.reset()
@@ -110,7 +117,7 @@ async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateSt
             continue
         status.state = "taking office"
         try:
-            return await _take_office(ctx, lease, won)
+            return await _take_office(ctx, lease, won, status)
         except BrokerError as err:
             # RebuildError, LeaseLostError, StateSupersededError, RedisCallError, ...
             logger.warning("%s could not take office: %s", config.node_id, err)
@@ -181,10 +188,12 @@ async def keep_lease(ctx: LeaderContext, lead: Leadership, lease: LeaderLease) -
     return lead.lost or "stepped down"
 
 
-async def _take_office(ctx: LeaderContext, lease: LeaderLease, record: LeaseRecord) -> Leadership:
+async def _take_office(
+    ctx: LeaderContext, lease: LeaderLease, record: LeaseRecord, status: CandidateStatus
+) -> Leadership:
     renewing = _renew_forever(lease, record, ctx.config.renew_interval_s)
     renewer = ctx.tasks.spawn(renewing, name="renewals while taking office", report=False)
-    office = ctx.tasks.spawn(_office(ctx, record), name="taking office", report=False)
+    office = ctx.tasks.spawn(_office(ctx, record, status), name="taking office", report=False)
     try:
         await asyncio.wait({renewer, office}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -195,8 +204,9 @@ async def _take_office(ctx: LeaderContext, lease: LeaderLease, record: LeaseReco
     return office.result()
 
 
-async def _office(ctx: LeaderContext, record: LeaseRecord) -> Leadership:
-    """The state of a candidate that just won `record`: a new keyspace, or rebuilt."""
+async def _office(ctx: LeaderContext, record: LeaseRecord, status: CandidateStatus) -> Leadership:
+    """The state of a candidate that just won `record`: a new keyspace, or rebuilt (under a new
+    epoch when there is evidence that Redis lost part of the history it rebuilt from)."""
     meta = await read_meta(ctx.redis, ctx.keyspace)
     if meta is None:
         # Building a large initial state takes seconds of CPU: off the event loop, so the
@@ -209,7 +219,14 @@ async def _office(ctx: LeaderContext, record: LeaseRecord) -> Leadership:
     if meta.service != ctx.service.name:
         raise RebuildError(f"the keyspace belongs to service {meta.service!r}")
     engine = await rebuild(ctx.redis, ctx.keyspace, ctx.service, meta)
-    return Leadership(ctx, engine, meta.epoch, record, meta.snapshot)
+    lead = Leadership(ctx, engine, meta.epoch, record, meta.snapshot)
+    seen = status.seen_epoch_head if status.seen_epoch == meta.epoch else 0
+    lost = await find_lost_history(ctx, meta, known=seen, witness="this candidate")
+    if lost is not None:
+        report(ctx, lost)
+        async with lead.lock:
+            await lead.new_epoch(meta)
+    return lead
 
 
 def _build(service: Service) -> Engine:
@@ -234,29 +251,9 @@ async def _release(lease: LeaderLease, record: LeaseRecord) -> None:
 
 async def _state_elsewhere(ctx: LeaderContext) -> bool:
     """Whether another node reports state past version 0 (acknowledged writes existed)."""
-    return any(r.applied > 0 or r.role == "leader" for r in await _other_records(ctx))
+    return any(r.applied > 0 or r.role == "leader" for r in await other_records(ctx))
 
 
 async def _leader_alive_elsewhere(ctx: LeaderContext) -> bool:
     """Whether another node's heartbeat says it leads (it holds state Redis may have lost)."""
-    return any(r.role == "leader" for r in await _other_records(ctx))
-
-
-async def _other_records(ctx: LeaderContext) -> list[NodeRecord]:
-    """The live heartbeat records of the other nodes of the service."""
-    keys = ctx.keyspace
-    try:
-        ids: list[Any] = await ctx.redis.zrange(keys.nodes, 0, -1)
-        others = [i.decode() for i in ids if i.decode() != ctx.config.node_id]
-        raw: list[Any] = await ctx.redis.mget([keys.node(i) for i in others]) if others else []
-    except redis_errors.RedisError as err:
-        raise RedisCallError.wrap("reading node records", err) from err
-    records = []
-    for item in raw:
-        if item is None:
-            continue
-        try:
-            records.append(NodeRecord.decode(item))
-        except CodecError:
-            continue
-    return records
+    return any(r.role == "leader" for r in await other_records(ctx))

@@ -30,6 +30,7 @@ from broker.errors import (
     UnavailableError,
 )
 from broker.leader.config import LeaderContext
+from broker.leader.history import LostHistory, find_lost_history, report
 from broker.leader.rebuild import RebuildError, replay
 from broker.leader.snapshotter import Snapshotter, start_epoch
 from broker.runtime.clock import now_ms
@@ -200,7 +201,7 @@ class Leadership:
             self.lose(f"the keyspace moved to epoch {meta.epoch}")
             raise StateSupersededError(self.lost or "")
         elif meta.head < version:
-            logger.warning("Redis lost versions %d..%d: republishing", meta.head + 1, version)
+            report(self.ctx, LostHistory(meta.epoch, meta.head, version, "this leader"))
             await self.new_epoch(meta)
         else:
             if meta.head > version:
@@ -213,15 +214,26 @@ class Leadership:
                     raise StateSupersededError(self.lost or "") from err
                 logger.info("caught up %d versions logged in Redis", count)
             self.snapshot_version = meta.snapshot
+            await self._check_history(meta)
         self.needs_sync = False
 
+    async def _check_history(self, meta: Meta) -> None:
+        # Another node applied versions of this epoch that Redis does not hold any more.
+        lost = await find_lost_history(self.ctx, meta)
+        if lost is not None:
+            report(self.ctx, lost)
+            await self.new_epoch(meta)
+
     async def check_meta(self) -> None:
-        """After a renewal: is the keyspace still ours, at our head? Reconcile if not."""
+        """After a renewal: is the keyspace still ours, at our head, and no node ahead of it?
+        Reconcile if not."""
         async with self.lock:
             meta = await read_meta(self.ctx.redis, self.ctx.keyspace)
             ours = meta is not None and (meta.epoch, meta.head) == (self.epoch, self.engine.version)
             if not ours or self.needs_sync:
                 await self.reconcile()
+            elif meta is not None:
+                await self._check_history(meta)
 
     async def resume(self, record: LeaseRecord) -> None:
         """Write with `record` (a renewed or re-acquired lease) after reconciling."""
