@@ -12,7 +12,10 @@ reconciles, which republishes the state under a new epoch when Redis lost it.
 
 A candidate that finds no keyspace does not create one at once: after a FLUSHALL the live
 leader must republish its state first, not be beaten by a standby starting from scratch. It
-waits `fresh_start_grace_s` and as long as another node's heartbeat says it leads.
+waits `fresh_start_grace_s` and as long as another node's heartbeat says it leads. Likewise
+when the keyspace lost history of its epoch (a failover to a stale replica) while another node
+that leads is alive; once none is, the candidate takes office and starts a new epoch from
+what Redis still holds, logging what was lost.
 """
 
 from __future__ import annotations
@@ -102,6 +105,10 @@ async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateSt
             else:
                 missing_since, warned = None, False
                 status.saw(meta)
+                if await _defer_to_state_holder(ctx, meta, status):
+                    status.redis_ok = True
+                    await asyncio.sleep(config.acquire_interval_s)
+                    continue
             won = await lease.acquire()
             status.redis_ok = True
             backoff.reset()
@@ -247,6 +254,17 @@ async def _release(lease: LeaderLease, record: LeaseRecord) -> None:
         await lease.release(record)
     except RedisCallError as err:
         logger.debug("releasing the lease failed: %s", err)
+
+
+async def _defer_to_state_holder(
+    ctx: LeaderContext, meta: Meta, status: CandidateStatus
+) -> bool:
+    """Whether Redis lost history of its epoch while a live leader holds it: that leader must
+    republish it (broker/leader/history.py), not this candidate continue the shorter one."""
+    seen = status.seen_epoch_head if status.seen_epoch == meta.epoch else 0
+    if await find_lost_history(ctx, meta, known=seen) is None:
+        return False
+    return await _leader_alive_elsewhere(ctx)
 
 
 async def _state_elsewhere(ctx: LeaderContext) -> bool:
