@@ -25,7 +25,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from redis.cluster import key_slot
 
-from skiff.dev.embedded_redis import EmbeddedRedis, find_server_binary
+from skiff.dev.embedded_redis import EmbeddedRedis, find_server_binary, free_port
 
 MASTER: Final = "skiff"
 #: How long a primary must be silent before the Sentinels (or the Cluster) call it down.
@@ -77,7 +77,10 @@ class SentinelProcess(EmbeddedRedis):
 
 
 class SentinelSet:
-    """A primary, `replicas` replicas and `sentinels` Sentinels (0: plain replication)."""
+    """A primary, `replicas` replicas and `sentinels` Sentinels (0: plain replication).
+
+    `cut_replication()` lets the primary take writes its replicas will never receive, the way
+    a primary that dies before its replicas received its last writes loses them."""
 
     def __init__(self, *, replicas: int = 1, sentinels: int = 3, appendonly: bool = False) -> None:
         self.primary = EmbeddedRedis(appendonly=appendonly, extra_args=FAST)
@@ -113,6 +116,15 @@ class SentinelSet:
             await sentinel.start()
         if self.sentinels:
             await _until(self._sentinels_agree, "sentinels see the replica and each other")
+
+    async def cut_replication(self) -> None:
+        """The replicas stop receiving the primary's writes, keeping what they have: each is
+        pointed at a port nobody listens on. (The Sentinels put a replica of the wrong primary
+        right only after 8 s, and not at all once the primary is down: for as long as a test
+        needs, it stays behind, and a failover promotes it.)"""
+        for replica in self.replicas:
+            async with _client(replica) as client:
+                await client.execute_command("REPLICAOF", replica.host, str(free_port()))
 
     async def current_primary(self) -> EmbeddedRedis | None:
         """The running server that answers `role: master`, asked directly."""
