@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: dev test lint bench bench-skip install clean containers test-containers chaos soak
+.PHONY: dev test lint bench bench-skip install clean containers test-containers chaos soak failover
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,11 @@ chaos: $(STAMP)
 
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak.run --seconds $(SOAK_SECONDS)
+
+# Redis failover beyond `make test`'s two Sentinel runs: three services on a 3-shard Cluster,
+# one shard's primary killed under load (tests/cluster/test_redis_cluster_failover.py).
+failover: $(STAMP)
+	$(BIN)/python -m pytest -q -m failover $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

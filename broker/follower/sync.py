@@ -55,7 +55,7 @@ from broker.store.codec import CodecError, DeltaEntry, Meta
 from broker.store.connection import honour_cancellation
 from broker.store.fenced import SnapshotMissingError
 from broker.store.keyspace import Keyspace
-from broker.store.reads import read_meta
+from broker.store.reads import queue_stream_read, read_meta
 from broker.store.scripts import RedisCallError
 from graph import GraphError, Service, TickResult, UserCodeError
 
@@ -205,8 +205,10 @@ class MirrorSync:
         async with self._redis.pipeline(transaction=False) as pipe:
             # In this order on one connection: meta is read before the read blocks.
             pipe.hgetall(self._keys.meta)
-            pipe.xread({self._keys.deltas: f"{self.applied}-0"}, count=self._batch,
-                       block=self._block_ms)  # fmt: skip
+            queue_stream_read(
+                pipe, self._redis, self._keys.deltas, f"{self.applied}-0",
+                count=self._batch, block_ms=self._block_ms,
+            )  # fmt: skip
             fields, reply = await pipe.execute()
         if not fields:
             self._enter("waiting", "the keyspace is gone (Redis lost data?): waiting for a leader")

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from tests.chaos.clients import PARAMS, RESOURCE, ReaderLog, WriterLog, reader, writer
+from tests.support.harness import Cluster, Proc
 
 
 @dataclass
@@ -143,3 +144,36 @@ def check_writes(run: LoadRun, votes: dict[int, int], where: str) -> list[str]:
         if have > acked[post] + unknown[post]:
             problems.append(f"{where}: post {post} has {have} votes, more than were written")
     return problems
+
+
+async def leader_of(cluster: Cluster, names: tuple[str, ...], within: float = 30.0) -> Proc:
+    """The candidate that leads (a standby answers its state 503)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for name in names:
+            proc = cluster.procs[name]
+            if not proc.alive():
+                continue
+            response = await cluster.http.get(proc.url + "/v1/admin/state")
+            if response.status_code == 200 and response.json().get("role") == "leader":
+                return proc
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"none of {names} leads")
+
+
+async def check_everywhere(
+    run: LoadRun, cluster: Cluster, procs: list[Proc], leaders: tuple[str, ...]
+) -> Proc:
+    """No acknowledged write missing on the leader or a follower among `procs`, and every
+    reader ended on the leader's state, in order. Returns the leader."""
+    leader = await leader_of(cluster, leaders)
+    problems = []
+    for proc in (leader, *[p for p in procs if p.kind == "follower"]):
+        problems += check_writes(run, await snapshot_votes(proc.url), proc.name)
+    truth = await snapshot_votes(leader.url)
+    for log in run.readers:
+        if log.votes() != truth:
+            problems.append(f"{log.name} ended on {log.votes()}, the leader has {truth}")
+    problems += run.violations()
+    assert not problems, problems
+    return leader
