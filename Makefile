@@ -66,10 +66,12 @@ bench-skip: $(BENCH_STAMP)
 SEED ?= 1
 RUNS ?= 5
 FAULTS ?= 30
+# TOPOLOGY=sentinel: Redis with a replica and Sentinels, fault kinds incl. redis_failover.
+TOPOLOGY ?= single
 SOAK_SECONDS ?= 600
 
 chaos: $(STAMP)
-	$(BIN)/python -m tests.chaos.run --seed $(SEED) --runs $(RUNS) --faults $(FAULTS)
+	$(BIN)/python -m tests.chaos.run --seed $(SEED) --runs $(RUNS) --faults $(FAULTS) --topology $(TOPOLOGY)
 
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak.run --seconds $(SOAK_SECONDS)

@@ -25,7 +25,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from redis.cluster import key_slot
 
-from skiff.dev.embedded_redis import EmbeddedRedis, find_server_binary, free_port
+from skiff.dev.embedded_redis import EmbeddedRedis, Fsync, find_server_binary, free_port
 
 MASTER: Final = "skiff"
 #: How long a primary must be silent before the Sentinels (or the Cluster) call it down.
@@ -82,8 +82,18 @@ class SentinelSet:
     `cut_replication()` lets the primary take writes its replicas will never receive, the way
     a primary that dies before its replicas received its last writes loses them."""
 
-    def __init__(self, *, replicas: int = 1, sentinels: int = 3, appendonly: bool = False) -> None:
-        self.primary = EmbeddedRedis(appendonly=appendonly, extra_args=FAST)
+    def __init__(
+        self,
+        *,
+        replicas: int = 1,
+        sentinels: int = 3,
+        appendonly: bool = False,
+        appendfsync: Fsync = "everysec",
+    ) -> None:
+        self.primary = EmbeddedRedis(
+            appendonly=appendonly, appendfsync=appendfsync, extra_args=FAST
+        )
+        self._appendfsync = appendfsync
         self._replica_count = replicas
         self._sentinel_count = sentinels
         self._appendonly = appendonly
@@ -104,6 +114,7 @@ class SentinelSet:
         for _ in range(self._replica_count):
             replica = EmbeddedRedis(
                 appendonly=self._appendonly,
+                appendfsync=self._appendfsync,
                 extra_args=(*FAST, "--replicaof", self.primary.host, str(self.primary.port)),
             )
             self.replicas.append(replica)
