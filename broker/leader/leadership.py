@@ -146,9 +146,11 @@ class Leadership:
             )
             if landed:
                 try:
-                    await self.writer.confirm()
-                except NotDurableError as unconfirmed:
-                    raise self._not_durable(pending, unconfirmed) from err
+                    await self._guarded(self.writer.confirm())
+                except UnavailableError:
+                    pending.abort()
+                    self.needs_sync = True
+                    raise
                 return self._commit(pending, started)
             pending.abort()
             self.needs_sync = True
@@ -163,7 +165,7 @@ class Leadership:
             raise
         if outcome.duplicate:
             pending.abort()
-            await self.writer.confirm()
+            await self._guarded(self.writer.confirm())
             return outcome.version
         return self._commit(pending, started)
 
