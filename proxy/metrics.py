@@ -9,7 +9,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
-from broker.store.primary import RedisPrimaryGauge
+from broker.store.primary_gauge import RedisPrimaryGauge
 from proxy.membership import Cluster
 from proxy.routing import serving
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broker.store.primary import RedisPrimaryGauge
+from broker.store.primary_gauge import RedisPrimaryGauge
 
 
 class NodeMetrics:

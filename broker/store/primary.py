@@ -3,7 +3,8 @@
 With Sentinel the primary is whatever the Sentinels name now; on a Cluster it is the primary of
 the service's slot. `watch_primary` asks every `interval_s` (the answer comes from the client's
 own view: Sentinel's reply, the Cluster client's slot map, which both follow a failover) and
-logs each change; `RedisPrimaryGauge` exports it as `skiff_redis_primary{address} 1`.
+logs each change; `RedisPrimaryGauge` (primary_gauge.py, free of redis: a node's metrics
+import it) exports it as `skiff_redis_primary{address} 1`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import asyncio
 import logging
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import SentinelConnectionPool
 
 from broker.store.connection import honour_cancellation
+from broker.store.primary_gauge import RedisPrimaryGauge
 from broker.store.scripts import RedisCallError
 
 logger = logging.getLogger("skiff.broker")
@@ -65,27 +66,3 @@ async def watch_primary(
                 gauge.set(address)
         honour_cancellation()
         await asyncio.sleep(interval_s)
-
-
-class RedisPrimaryGauge:
-    """`skiff_redis_primary{address="host:port"} 1`: the Redis primary this process writes to
-    (the service's slot's primary on a Cluster); the previous address's series is removed."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._gauge = Gauge(
-            "skiff_redis_primary", "the Redis primary in use (1), by address", ["address"],
-            registry=registry,
-        )  # fmt: skip
-        self._failovers = Counter(
-            "skiff_redis_primary_changes", "times the primary in use changed", registry=registry
-        )
-        self.address: str | None = None
-
-    def set(self, address: str) -> None:
-        if address == self.address:
-            return
-        if self.address is not None:
-            self._gauge.remove(self.address)
-            self._failovers.inc()
-        self._gauge.labels(address).set(1)
-        self.address = address

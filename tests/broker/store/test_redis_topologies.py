@@ -13,7 +13,8 @@ from redis.cluster import key_slot
 from broker.store.connection import close_client, connect
 from broker.store.discovery import find_services
 from broker.store.keyspace import Keyspace
-from broker.store.primary import RedisPrimaryGauge, primary_address
+from broker.store.primary import primary_address
+from broker.store.primary_gauge import RedisPrimaryGauge
 from broker.store.reads import read_meta
 from tests.support.fenced_steps import delta, init, lead, writes
 from tests.support.redis_topologies import SentinelSet, ValkeyCluster
