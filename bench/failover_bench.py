@@ -10,7 +10,8 @@ clients see while Redis fails over.
   Idempotency-Keys and three SSE readers through the proxy; kill -9 of the primary, the
   Sentinels promote the replica, the old primary is restarted as a supervisor would (it rejoins
   as a replica). Per trial: time to promotion, writers' longest time without an acknowledgement,
-  readers' longest time without an event; for `none` and `replica`;
+  readers' longest time without an event; for `none`, `replica` with one replica (writes wait
+  for the restarted primary to rejoin) and `replica` with two;
 - Cluster failover: three services on a 3-shard Cluster (one replica each), the same clients
   per service, kill -9 of one shard's primary (restarted after the promotion): the same
   figures for the service on that shard, and the worst of the two others.
@@ -79,9 +80,9 @@ def figures(run: LoadRun, promoted_s: float) -> dict[str, float]:
     }
 
 
-async def sentinel_trial(durability: str, tmp: Path) -> dict[str, float]:
+async def sentinel_trial(durability: str, replicas: int, tmp: Path) -> dict[str, float]:
     await asyncio.to_thread(tmp.mkdir, parents=True, exist_ok=True)
-    async with SentinelSet() as servers, Cluster(servers.url, tmp) as cluster:
+    async with SentinelSet(replicas=replicas) as servers, Cluster(servers.url, tmp) as cluster:
         args = (*LEASE, "--durability", durability, "--durability-timeout", "500")
         await cluster.leader("L1", *args)
         await cluster.leader("L2", *args, ready=False)
@@ -184,9 +185,14 @@ async def run(writes: int, trials: int) -> dict[str, Any]:
             latency[label] = await write_latency(durability, aof, count, scratch_dir)
         result["write_latency_ms"] = latency
         sentinel = {}
-        for durability in ("none", "replica"):
-            sentinel[durability] = [
-                await sentinel_trial(durability, tmp / f"s-{durability}-{i}") for i in range(trials)
+        for label, durability, replicas in (
+            ("none", "none", 1),
+            ("replica", "replica", 1),
+            ("replica, 2 replicas", "replica", 2),
+        ):
+            sentinel[label] = [
+                await sentinel_trial(durability, replicas, tmp / f"s-{len(sentinel)}-{i}")
+                for i in range(trials)
             ]
         result["sentinel_failover"] = sentinel
         result["cluster_failover"] = [await cluster_trial(tmp / f"c-{i}") for i in range(trials)]
