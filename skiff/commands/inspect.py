@@ -59,7 +59,7 @@ async def _inspect(url: str, service: str | None, as_json: bool) -> int:
         sys.stdout.write(dumps(payload[0] if service else payload).decode() + "\n")
     else:
         texts = [
-            f"redis     {where}, primary {p}\n{render_text(v)}"
+            f"{render_text(v)}\nredis     {where}, primary {p}"
             for v, p in zip(views, primaries, strict=True)
         ]
         sys.stdout.write("\n\n".join(texts) + "\n")
