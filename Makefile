@@ -14,7 +14,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # here those folders (graph/, broker/, ...) are the installed sources themselves.
 PIP := PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip --quiet
 
-.PHONY: dev test lint bench bench-skip skip-runtime install clean containers test-containers chaos soak
+.PHONY: dev test lint bench bench-skip skip-runtime install clean containers test-containers chaos soak failover
 
 $(BIN)/python:
 	@echo "make: creating $(VENV), a Python virtual environment for skiff"
@@ -91,13 +91,20 @@ bench-skip: $(BENCH_STAMP)
 SEED ?= 1
 RUNS ?= 5
 FAULTS ?= 30
+# TOPOLOGY=sentinel: Redis with a replica and Sentinels, fault kinds incl. redis_failover.
+TOPOLOGY ?= single
 SOAK_SECONDS ?= 600
 
 chaos: $(TEST_STAMP)
-	$(BIN)/python -m tests.chaos.run --seed $(SEED) --runs $(RUNS) --faults $(FAULTS)
+	$(BIN)/python -m tests.chaos.run --seed $(SEED) --runs $(RUNS) --faults $(FAULTS) --topology $(TOPOLOGY)
 
 soak: $(TEST_STAMP)
 	$(BIN)/python -m tests.soak.run --seconds $(SOAK_SECONDS)
+
+# Redis failover beyond `make test`'s two Sentinel runs: three services on a 3-shard Cluster,
+# one shard's primary killed under load (tests/cluster/test_redis_cluster_failover.py).
+failover: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q -m failover $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker.errors import ConfigError
 from broker.store.keyspace import Keyspace, KeyspaceError
+from broker.store.redis_url import parse_redis_url
 from proxy.errors import ProxyConfigError
 
 MIB = 1024 * 1024
@@ -44,9 +46,10 @@ class ProxyConfig:
     shutdown_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
-        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            # Not echoed: the URL may carry a password.
-            raise ProxyConfigError("the Redis URL must start with redis://, rediss:// or unix://")
+        try:
+            parse_redis_url(self.redis_url)
+        except ConfigError as err:  # its message hides any password
+            raise ProxyConfigError(str(err)) from err
         if self.service is not None:
             try:
                 Keyspace(self.service)

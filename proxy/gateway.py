@@ -20,9 +20,10 @@ from typing import TypeVar
 from redis.asyncio import Redis
 
 from broker.runtime.tasks import Supervisor
-from broker.store.connection import connect
+from broker.store.connection import close_client, connect
 from broker.store.discovery import find_services
 from broker.store.keyspace import Keyspace
+from broker.store.primary import watch_primary
 from broker.store.scripts import RedisCallError
 from proxy.config import ProxyConfig
 from proxy.errors import ProxyError
@@ -131,12 +132,12 @@ class Gateway:
             redis = self._redis = connect(
                 config.redis_url, timeout_s=config.connect_timeout_s, pool_size=_REDIS_POOL
             )
-            # aclose() leaves a pool it was handed open: close both.
-            self._stack.push_async_callback(redis.connection_pool.disconnect)
-            self._stack.push_async_callback(redis.aclose)
+            self._stack.push_async_callback(close_client, redis)
             self._stack.push_async_callback(self.tasks.aclose)
             service = config.service or await _discover(redis)
             self.keyspace = keyspace = Keyspace(service)
+            watching = watch_primary(redis, keyspace.meta, self.metrics.redis_primary, who="proxy")
+            self.tasks.spawn(watching, name="redis primary watch")
             self._membership = await self._stack.enter_async_context(
                 Membership(
                     redis,

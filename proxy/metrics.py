@@ -9,6 +9,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
+from broker.store.primary_gauge import RedisPrimaryGauge
 from proxy.membership import Cluster
 from proxy.routing import serving
 
@@ -53,6 +54,7 @@ class ProxyMetrics:
         self.redis_ok = Gauge(
             "skiff_proxy_membership_ok", "1 while membership is read from Redis", registry=registry
         )
+        self.redis_primary = RedisPrimaryGauge(registry)
         # Read when /metrics is served (on the event loop): leak checks in the chaos and soak runs.
         Gauge(
             "skiff_asyncio_tasks", "asyncio tasks alive in this process", registry=registry

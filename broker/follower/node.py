@@ -36,9 +36,10 @@ from broker.serving.config import ServeConfig
 from broker.serving.feed_sink import HubSink
 from broker.serving.metrics import NodeMetrics
 from broker.serving.server import RunningNode, serving
-from broker.store.connection import connect, redacted
+from broker.store.connection import close_client, connect, redacted
 from broker.store.keyspace import Keyspace
 from broker.store.node_record import NodeRecord
+from broker.store.primary import watch_primary
 from graph import Service
 
 logger = logging.getLogger("skiff.broker")
@@ -181,6 +182,8 @@ async def follower_node(
     tasks = Supervisor(f"follower {node_id}", on_failure=failed)
     feeds = Feeds(service.external_services, tasks)
     try:
+        watching = watch_primary(redis, keyspace.meta, metrics.redis_primary, who=node_id)
+        tasks.spawn(watching, name="redis primary watch")
         sync = MirrorSync(
             redis, keyspace, service, config,
             on_redis_error=lambda _: metrics.redis_errors.inc(), feeds=feeds,
@@ -229,7 +232,7 @@ async def follower_node(
             await tasks.aclose()
             await shutdown_services(service.external_services)
         finally:
-            await redis.aclose()
+            await close_client(redis)
 
 
 async def run_follower(

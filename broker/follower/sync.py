@@ -20,8 +20,10 @@ States (`MirrorSync.state`); every failure returns to the state that can make pr
   Every entry must be version applied+1 of our epoch; anything else (a gap, a trimmed position,
   an entry of another epoch, meta naming another epoch, versions published but not readable any
   more) leads to a resync. Asking for a resync again without progress backs off.
-- waiting: meta is missing (not initialised yet, or Redis lost the data) or behind this node;
-  the node keeps serving what it has until a leader republishes.
+- waiting: meta is missing (not initialised yet, or Redis lost the data) or behind this node
+  (Redis lost versions it applied: from then on it applies nothing more of that epoch, whose
+  next versions are another history); the node keeps serving what it has until a leader
+  publishes a new epoch.
 - disconnected: a Redis call failed; retried with capped exponential backoff, resuming from the
   applied version (the version only moves by applying entry applied+1, so nothing is skipped or
   applied twice).
@@ -54,7 +56,7 @@ from broker.store.codec import CodecError, DeltaEntry, Meta
 from broker.store.connection import honour_cancellation
 from broker.store.fenced import SnapshotMissingError
 from broker.store.keyspace import Keyspace
-from broker.store.reads import read_meta
+from broker.store.reads import queue_stream_read, read_meta
 from broker.store.scripts import RedisCallError
 from graph import GraphError, Service, TickResult, UserCodeError
 
@@ -93,6 +95,8 @@ class MirrorSync:
         self._backoff = backoff or Backoff(first=0.05)
         self._on_redis_error = on_redis_error
         self._resync_wanted = True
+        # Redis showed our epoch with a head below our applied version: history was lost.
+        self._ahead_of_redis = False
         # The applied version at the last resync request: asking again without progress (the
         # snapshot is not newer and the stream still lacks the next version) backs off.
         self._resync_at: int | None = None
@@ -190,6 +194,8 @@ class MirrorSync:
             else:
                 hub.publish(hub.engine.replace_all(snap.shared, snap.version))
                 self._resynced(f"snapshot at version {snap.version}")
+        if snap.epoch != self.epoch:
+            self._ahead_of_redis = False
         self.epoch = snap.epoch
         self._resync_wanted = False
         self._caught_up_to(meta.head)
@@ -203,8 +209,10 @@ class MirrorSync:
         async with self._redis.pipeline(transaction=False) as pipe:
             # In this order on one connection: meta is read before the read blocks.
             pipe.hgetall(self._keys.meta)
-            pipe.xread({self._keys.deltas: f"{self.applied}-0"}, count=self._batch,
-                       block=self._block_ms)  # fmt: skip
+            queue_stream_read(
+                pipe, self._redis, self._keys.deltas, f"{self.applied}-0",
+                count=self._batch, block_ms=self._block_ms,
+            )  # fmt: skip
             fields, reply = await pipe.execute()
         if not fields:
             self._enter("waiting", "the keyspace is gone (Redis lost data?): waiting for a leader")
@@ -213,6 +221,15 @@ class MirrorSync:
         self._saw(meta)
         if meta.epoch != self.epoch:
             self._want_resync(f"epoch changed to {meta.epoch}")
+            return
+        if meta.head < self.applied:
+            # Redis lost versions this node applied (a failover to a stale replica): whatever
+            # this epoch publishes next is another history. Keep what we have, apply nothing
+            # more of this epoch, and wait for the leader's new epoch (broker/leader/history.py).
+            self._ahead_of_redis = True
+        if self._ahead_of_redis:
+            self._enter("waiting", f"Redis lost versions {meta.head + 1}..{self.applied} of "
+                        "this epoch: waiting for the leader to publish a new one")  # fmt: skip
             return
         entries = _entries(reply)
         for _, raw in entries:
@@ -229,9 +246,6 @@ class MirrorSync:
         if not entries and meta.head > self.applied:
             # Published, yet nothing after our position is readable: trimmed away.
             self._want_resync(f"versions {self.applied + 1}..{meta.head} are not in the stream")
-            return
-        if meta.head < self.applied and not entries:
-            self._enter("waiting", f"the keyspace is behind this node ({meta.head})")
             return
         if not entries:
             self.lag_ms = 0

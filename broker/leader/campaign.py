@@ -12,7 +12,10 @@ reconciles, which republishes the state under a new epoch when Redis lost it.
 
 A candidate that finds no keyspace does not create one at once: after a FLUSHALL the live
 leader must republish its state first, not be beaten by a standby starting from scratch. It
-waits `fresh_start_grace_s` and as long as another node's heartbeat says it leads.
+waits `fresh_start_grace_s` and as long as another node's heartbeat says it leads. Likewise
+when the keyspace lost history of its epoch (a failover to a stale replica) while another node
+that leads is alive; once none is, the candidate takes office and starts a new epoch from
+what Redis still holds, logging what was lost.
 """
 
 from __future__ import annotations
@@ -21,23 +24,20 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
-
-from redis import exceptions as redis_errors
 
 from broker.errors import BrokerError
 from broker.external.feeds import Feeds
 from broker.leader.config import LeaderContext
+from broker.leader.history import find_lost_history, other_records, report
 from broker.leader.leadership import Leadership, StateSupersededError
 from broker.leader.lease import LeaderLease, LeaseHolder
 from broker.leader.rebuild import RebuildError, rebuild
 from broker.runtime.backoff import Backoff
 from broker.runtime.gc_pause import gc_paused
 from broker.runtime.tasks import stop_all
-from broker.store.codec import CodecError, LeaseRecord
+from broker.store.codec import LeaseRecord, Meta
 from broker.store.connection import honour_cancellation
 from broker.store.fenced import LeaseLostError
-from broker.store.node_record import NodeRecord
 from broker.store.reads import read_meta
 from broker.store.scripts import RedisCallError
 from graph import Engine, Service
@@ -55,6 +55,16 @@ class CandidateStatus:
     # The highest head version this candidate has seen in the keyspace: above 0 means
     # acknowledged writes existed, so a vanished keyspace is data loss, not a first start.
     seen_head: int = 0
+    # The epoch it last saw and the highest head it saw in it: a Redis that shows this epoch
+    # with a lower head lost history (broker/leader/history.py).
+    seen_epoch: str = ""
+    seen_epoch_head: int = 0
+
+    def saw(self, meta: Meta) -> None:
+        self.seen_head = max(self.seen_head, meta.head)
+        if meta.epoch != self.seen_epoch:
+            self.seen_epoch, self.seen_epoch_head = meta.epoch, 0
+        self.seen_epoch_head = max(self.seen_epoch_head, meta.head)
 
 
 async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateStatus) -> Leadership:
@@ -95,7 +105,11 @@ async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateSt
                     )
             else:
                 missing_since, warned = None, False
-                status.seen_head = max(status.seen_head, meta.head)
+                status.saw(meta)
+                if await _defer_to_state_holder(ctx, meta, status):
+                    status.redis_ok = True
+                    await asyncio.sleep(config.acquire_interval_s)
+                    continue
             won = await lease.acquire()
             status.redis_ok = True
             backoff.reset()
@@ -111,7 +125,7 @@ async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateSt
             continue
         status.state = "taking office"
         try:
-            return await _take_office(ctx, lease, won)
+            return await _take_office(ctx, lease, won, status)
         except BrokerError as err:
             # RebuildError, LeaseLostError, StateSupersededError, RedisCallError, ...
             logger.warning("%s could not take office: %s", config.node_id, err)
@@ -182,10 +196,12 @@ async def keep_lease(ctx: LeaderContext, lead: Leadership, lease: LeaderLease) -
     return lead.lost or "stepped down"
 
 
-async def _take_office(ctx: LeaderContext, lease: LeaderLease, record: LeaseRecord) -> Leadership:
+async def _take_office(
+    ctx: LeaderContext, lease: LeaderLease, record: LeaseRecord, status: CandidateStatus
+) -> Leadership:
     renewing = _renew_forever(lease, record, ctx.config.renew_interval_s)
     renewer = ctx.tasks.spawn(renewing, name="renewals while taking office", report=False)
-    office = ctx.tasks.spawn(_office(ctx, record), name="taking office", report=False)
+    office = ctx.tasks.spawn(_office(ctx, record, status), name="taking office", report=False)
     try:
         await asyncio.wait({renewer, office}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -196,8 +212,9 @@ async def _take_office(ctx: LeaderContext, lease: LeaderLease, record: LeaseReco
     return office.result()
 
 
-async def _office(ctx: LeaderContext, record: LeaseRecord) -> Leadership:
-    """The state of a candidate that just won `record`: a new keyspace, or rebuilt."""
+async def _office(ctx: LeaderContext, record: LeaseRecord, status: CandidateStatus) -> Leadership:
+    """The state of a candidate that just won `record`: a new keyspace, or rebuilt (under a new
+    epoch when there is evidence that Redis lost part of the history it rebuilt from)."""
     meta = await read_meta(ctx.redis, ctx.keyspace)
     # Its external collections are subscribed to once the leader serves (node.py).
     feeds = Feeds(ctx.service.external_services, ctx.tasks)
@@ -213,7 +230,14 @@ async def _office(ctx: LeaderContext, record: LeaseRecord) -> Leadership:
         if meta.service != ctx.service.name:
             raise RebuildError(f"the keyspace belongs to service {meta.service!r}")
         engine = await rebuild(ctx.redis, ctx.keyspace, ctx.service, meta, feeds)
-        return Leadership(ctx, engine, meta.epoch, record, meta.snapshot, feeds)
+        lead = Leadership(ctx, engine, meta.epoch, record, meta.snapshot, feeds)
+        seen = status.seen_epoch_head if status.seen_epoch == meta.epoch else 0
+        lost = await find_lost_history(ctx, meta, known=seen, witness="this candidate")
+        if lost is not None:
+            report(ctx, lost)
+            async with lead.lock:
+                await lead.new_epoch(meta)
+        return lead
     except BaseException:
         feeds.close()
         raise
@@ -239,31 +263,22 @@ async def _release(lease: LeaderLease, record: LeaseRecord) -> None:
         logger.debug("releasing the lease failed: %s", err)
 
 
+async def _defer_to_state_holder(
+    ctx: LeaderContext, meta: Meta, status: CandidateStatus
+) -> bool:
+    """Whether Redis lost history of its epoch while a live leader holds it: that leader must
+    republish it (broker/leader/history.py), not this candidate continue the shorter one."""
+    seen = status.seen_epoch_head if status.seen_epoch == meta.epoch else 0
+    if await find_lost_history(ctx, meta, known=seen) is None:
+        return False
+    return await _leader_alive_elsewhere(ctx)
+
+
 async def _state_elsewhere(ctx: LeaderContext) -> bool:
     """Whether another node reports state past version 0 (acknowledged writes existed)."""
-    return any(r.applied > 0 or r.role == "leader" for r in await _other_records(ctx))
+    return any(r.applied > 0 or r.role == "leader" for r in await other_records(ctx))
 
 
 async def _leader_alive_elsewhere(ctx: LeaderContext) -> bool:
     """Whether another node's heartbeat says it leads (it holds state Redis may have lost)."""
-    return any(r.role == "leader" for r in await _other_records(ctx))
-
-
-async def _other_records(ctx: LeaderContext) -> list[NodeRecord]:
-    """The live heartbeat records of the other nodes of the service."""
-    keys = ctx.keyspace
-    try:
-        ids: list[Any] = await ctx.redis.zrange(keys.nodes, 0, -1)
-        others = [i.decode() for i in ids if i.decode() != ctx.config.node_id]
-        raw: list[Any] = await ctx.redis.mget([keys.node(i) for i in others]) if others else []
-    except redis_errors.RedisError as err:
-        raise RedisCallError.wrap("reading node records", err) from err
-    records = []
-    for item in raw:
-        if item is None:
-            continue
-        try:
-            records.append(NodeRecord.decode(item))
-        except CodecError:
-            continue
-    return records
+    return any(r.role == "leader" for r in await other_records(ctx))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
 from broker.errors import ConfigError
 from broker.runtime.tasks import Supervisor
 from broker.serving.metrics import NodeMetrics
+from broker.store.durability import Durability
 from broker.store.keyspace import Keyspace
 from graph import Service
 
@@ -22,7 +23,9 @@ class LeaderConfig:
     whose Redis lost its data (FLUSHALL) republishes its state first. When the candidate has
     evidence that acknowledged writes existed (it saw a head above 0, or a node reports an
     applied version above 0), it waits `data_loss_wait_s` instead for the node holding that
-    state to republish, and only then starts empty, logging the loss as an error."""
+    state to republish, and only then starts empty, logging the loss as an error.
+    `durability` says what a write waits for before it is acknowledged
+    (broker/store/durability.py)."""
 
     node_id: str
     advertise_url: str | None = None
@@ -32,6 +35,7 @@ class LeaderConfig:
     chunk_size: int = 2000
     fresh_start_grace_s: float = 1.5
     data_loss_wait_s: float = 60.0
+    durability: Durability = field(default_factory=Durability)
 
     def __post_init__(self) -> None:
         if not self.node_id:

@@ -31,11 +31,13 @@ from broker.errors import (
 )
 from broker.external.feeds import Feeds
 from broker.leader.config import LeaderContext
+from broker.leader.history import LostHistory, find_lost_history, report
 from broker.leader.rebuild import RebuildError, replay
 from broker.leader.snapshotter import Snapshotter, start_epoch
 from broker.runtime.clock import now_ms
 from broker.serving.hub import Hub
 from broker.store.codec import DeltaEntry, InputLogEntry, LeaseRecord, Meta
+from broker.store.durability import NotDurableError
 from broker.store.fenced import (
     EpochChangedError,
     FencedWriter,
@@ -78,7 +80,7 @@ class Leadership:
         #: The subscriptions of the engine's external collections (started once it serves).
         self.feeds = feeds or Feeds(ctx.service.external_services, ctx.tasks)
         self.epoch = epoch
-        self.writer = FencedWriter(ctx.redis, ctx.keyspace, record)
+        self.writer = FencedWriter(ctx.redis, ctx.keyspace, record, ctx.config.durability)
         self.snapshot_version = snapshot_version
         self.lock = asyncio.Lock()
         self.hub: Hub | None = None
@@ -129,6 +131,7 @@ class Leadership:
                 read_idempotency(self.ctx.redis, self.ctx.keyspace, idempotency_key)
             )
             if seen is not None:
+                await self._guarded(self.writer.confirm())  # a retry after a 503
                 return seen
         for _ in range(2):
             version = await self._append_tick(batch, idempotency_key)
@@ -161,11 +164,19 @@ class Leadership:
             pending.abort()
             self.needs_sync = True
             raise UnavailableError(f"out of sync with Redis ({err}); retry") from err
+        except NotDurableError as err:
+            raise self._not_durable(pending, err) from err
         except RedisCallError as err:
             landed = err.transient and await appended(
                 self.ctx.redis, self.ctx.keyspace, self.epoch, version, term
             )
             if landed:
+                try:
+                    await self._guarded(self.writer.confirm())
+                except UnavailableError:
+                    pending.abort()
+                    self.needs_sync = True
+                    raise
                 return self._commit(pending, started)
             pending.abort()
             self.needs_sync = True
@@ -180,8 +191,19 @@ class Leadership:
             raise
         if outcome.duplicate:
             pending.abort()
+            await self._guarded(self.writer.confirm())
             return outcome.version
         return self._commit(pending, started)
+
+    def _not_durable(self, pending: PendingTick, err: NotDurableError) -> UnavailableError:
+        # The entry is on the primary, unconfirmed: not committed here, not acknowledged. The
+        # next write reconciles (replays it if Redis still has it); a retry with the same
+        # Idempotency-Key is answered once a replica confirms it.
+        pending.abort()
+        self.needs_sync = True
+        self.ctx.metrics.not_durable.inc()
+        logger.warning("write not acknowledged: %s", err)
+        return UnavailableError(f"write not confirmed by the replicas ({err}); retry")
 
     def _commit(self, pending: PendingTick, started: float) -> int:
         pending.commit()
@@ -207,7 +229,7 @@ class Leadership:
             self.lose(f"the keyspace moved to epoch {meta.epoch}")
             raise StateSupersededError(self.lost or "")
         elif meta.head < version:
-            logger.warning("Redis lost versions %d..%d: republishing", meta.head + 1, version)
+            report(self.ctx, LostHistory(meta.epoch, meta.head, version, "this leader"))
             await self.new_epoch(meta)
         else:
             if meta.head > version:
@@ -220,20 +242,33 @@ class Leadership:
                     raise StateSupersededError(self.lost or "") from err
                 logger.info("caught up %d versions logged in Redis", count)
             self.snapshot_version = meta.snapshot
+            await self._check_history(meta)
         self.needs_sync = False
 
+    async def _check_history(self, meta: Meta) -> None:
+        # Another node applied versions of this epoch that Redis does not hold any more.
+        lost = await find_lost_history(self.ctx, meta)
+        if lost is not None:
+            report(self.ctx, lost)
+            await self.new_epoch(meta)
+
     async def check_meta(self) -> None:
-        """After a renewal: is the keyspace still ours, at our head? Reconcile if not."""
+        """After a renewal: is the keyspace still ours, at our head, and no node ahead of it?
+        Reconcile if not."""
         async with self.lock:
             meta = await read_meta(self.ctx.redis, self.ctx.keyspace)
             ours = meta is not None and (meta.epoch, meta.head) == (self.epoch, self.engine.version)
             if not ours or self.needs_sync:
                 await self.reconcile()
+            elif meta is not None:
+                await self._check_history(meta)
 
     async def resume(self, record: LeaseRecord) -> None:
         """Write with `record` (a renewed or re-acquired lease) after reconciling."""
         async with self.lock:
-            self.writer = FencedWriter(self.ctx.redis, self.ctx.keyspace, record)
+            self.writer = FencedWriter(
+                self.ctx.redis, self.ctx.keyspace, record, self.ctx.config.durability
+            )
             await self.reconcile()
             self.writable, self.reason = True, "ok"
 

@@ -39,9 +39,10 @@ from broker.serving.metrics import NodeMetrics
 from broker.serving.role import NodeRole
 from broker.serving.server import RunningNode, serving
 from broker.store.codec import unique_holder
-from broker.store.connection import connect
+from broker.store.connection import close_client, connect
 from broker.store.keyspace import Keyspace
 from broker.store.node_record import NodeRecord
+from broker.store.primary import watch_primary
 from broker.store.scripts import RedisCallError
 from graph import Engine, Service
 
@@ -301,6 +302,8 @@ async def leader_node(
     quiet = _QuietPhaseSwitch(node)
     server_log = logging.getLogger("uvicorn.error")
     server_log.addFilter(quiet)
+    watching = watch_primary(redis, ctx.keyspace.meta, metrics.redis_primary, who=node.node_id)
+    tasks.spawn(watching, name="redis primary watch")
     task = tasks.spawn(node.run(), name=f"leader {leader_config.node_id}", report=False)
     try:
         serving_ = tasks.spawn(node.wait_serving(), name="until serving", report=False)
@@ -319,4 +322,4 @@ async def leader_node(
                 await shutdown_services(service.external_services)
             finally:
                 server_log.removeFilter(quiet)
-                await redis.aclose()
+                await close_client(redis)

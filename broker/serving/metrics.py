@@ -11,6 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from broker.store.primary_gauge import RedisPrimaryGauge
+
 
 class NodeMetrics:
     def __init__(self, role: str, node_id: str) -> None:
@@ -57,6 +59,18 @@ class NodeMetrics:
         self.writes = Counter(
             "skiff_writes", "write batches acknowledged", list(labels), registry=registry
         ).labels(**labels)
+        self.not_durable = Counter(
+            "skiff_writes_not_durable",
+            "writes answered 503: the replicas --durability asks for did not confirm in time",
+            list(labels), registry=registry,
+        ).labels(**labels)  # fmt: skip
+        self.lost_history = Counter(
+            "skiff_redis_lost_history",
+            "times Redis was found holding a shorter history than was acknowledged (a failover "
+            "to a stale replica, a restart without persistence): republished under a new epoch",
+            list(labels), registry=registry,
+        ).labels(**labels)  # fmt: skip
+        self.redis_primary = RedisPrimaryGauge(registry)
 
     def route(self) -> Route:
         async def metrics(request: Request) -> Response:

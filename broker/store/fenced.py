@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from broker.errors import BrokerError
 from broker.store import scripts
 from broker.store.codec import DeltaEntry, InputLogEntry, LeaseRecord, Meta
+from broker.store.durability import Durability, run_durably
 from broker.store.keyspace import Keyspace
 from broker.store.scripts import Arg, RedisCallError
 
@@ -98,10 +99,17 @@ class TrimResult:
 class FencedWriter:
     """The writes of the leader holding `lease` over `keyspace`."""
 
-    def __init__(self, redis: Redis, keyspace: Keyspace, lease: LeaseRecord) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keyspace: Keyspace,
+        lease: LeaseRecord,
+        durability: Durability | None = None,
+    ) -> None:
         self._redis = redis
         self._keys = keyspace
         self.lease = lease
+        self.durability = durability or Durability()
 
     async def append(
         self,
@@ -116,6 +124,9 @@ class FencedWriter:
         `duplicate`. The leader checks `read_idempotency` before applying a write to its engine;
         a duplicate here means the record appeared in between, and the tick it applied must be
         thrown away (rebuild), since it was never published.
+
+        With a durability mode other than `none` it returns once the replicas it asks for hold
+        the entry, or raises NotDurableError: the entry is on the primary, unconfirmed.
         """
         if delta.term != self.lease.token:
             raise BrokerError(f"delta term {delta.term} is not the lease token {self.lease.token}")
@@ -137,12 +148,24 @@ class FencedWriter:
             len(input_fields),
             *input_fields,
         ]
-        status, detail = scripts.status_of(await scripts.APPEND(self._redis, keys, args))
+        reply = await run_durably(self._redis, self.durability, scripts.APPEND, keys, args)
+        status, detail = scripts.status_of(reply)
         if status == "ok":
             return AppendResult(delta.version)
         if status == "dup":
             return AppendResult(int(detail[0]), duplicate=True)
         raise _rejection(status, detail, delta.version)
+
+    async def confirm(self) -> None:
+        """Return once the replicas durability asks for hold everything this primary applied
+        (what an append whose reply was lost, or a retried Idempotency-Key, found there).
+        Raises NotDurableError, LeaseLostError (not the holder: nothing written) or
+        RedisCallError."""
+        if self.durability.command is None:
+            return
+        keys, args = [self._keys.lease], [self.lease.encode()]
+        if not await run_durably(self._redis, self.durability, scripts.MARK, keys, args):
+            raise LeaseLostError(None, "the lease moved before the write could be confirmed")
 
     async def init_epoch(
         self,

@@ -4,8 +4,11 @@ through broker/store/fenced.py only."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from broker.store.codec import Meta
 from broker.store.keyspace import Keyspace
@@ -45,3 +48,21 @@ async def appended(redis: Redis, keyspace: Keyspace, epoch: str, version: int, t
     if current != epoch.encode() or not entries:
         return False
     return bool(entries[0][1].get(b"term") == str(term).encode())
+
+
+def queue_stream_read(
+    pipe: Any, redis: Redis, stream: str, after: str, *, count: int, block_ms: int
+) -> None:
+    """Queue `XREAD COUNT count BLOCK block_ms STREAMS stream after` on `pipe` (of `redis`).
+
+    On a Cluster it names the stream's node itself: redis-py would otherwise ask one fixed
+    node which keys XREAD reads (`COMMAND GETKEYS`), and during another shard's failover that
+    node may be the dead primary, failing reads of services on healthy shards."""
+    if isinstance(redis, RedisCluster):
+        node = redis.get_node_from_key(stream)
+        pipe.execute_command(
+            "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", stream, after,
+            target_nodes=node,
+        )  # fmt: skip
+    else:
+        pipe.xread({stream: after}, count=count, block=block_ms)

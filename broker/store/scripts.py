@@ -10,6 +10,8 @@ ACQUIRE  KEYS lease, fence; ARGV holder, ttl_ms
          -> {0, record, pttl}      held by record for pttl more ms
 RENEW    KEYS lease; ARGV record, ttl_ms -> 1 (PEXPIREd) | 0 (not the holder any more)
 RELEASE  KEYS lease; ARGV record -> 1 (deleted) | 0 (not the holder)
+MARK     KEYS lease; ARGV record -> 1 (re-set the lease's own expiry: a write that replicates,
+         for a WAIT to confirm what this primary applied before) | 0 (not the holder)
 
 APPEND   KEYS meta, lease, deltas, inputs[, idem]
          ARGV record, epoch, version, now_ms, idem_ttl_ms, n, <n delta field/values>,
@@ -142,6 +144,16 @@ RELEASE: Final = LuaScript(
     """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])
+""",
+)
+
+MARK: Final = LuaScript(
+    "mark",
+    """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
 """,
 )
 

@@ -13,11 +13,13 @@ from redis import exceptions as redis_errors
 from broker.cluster.inspect import read_cluster, render_text
 from broker.errors import BrokerError
 from broker.json_bytes import dumps
-from broker.store.connection import connect, redacted
+from broker.store.connection import close_client, connect, redacted
 from broker.store.discovery import find_services
 from broker.store.keyspace import Keyspace
+from broker.store.primary import primary_address
+from broker.store.redis_url import parse_redis_url
 from broker.store.scripts import RedisCallError
-from skiff.commands.options import require_redis
+from skiff.commands.options import REDIS_HELP, require_redis
 
 
 @dataclass(frozen=True)
@@ -26,12 +28,7 @@ class InspectCommand:
     help: str = "print the replication state of services in Redis (leader, epoch, lag, ...)"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--redis",
-            default=os.environ.get("SKIFF_REDIS_URL"),
-            help="Redis URL: redis://, rediss:// (TLS), credentials allowed "
-            "(default: $SKIFF_REDIS_URL)",
-        )
+        parser.add_argument("--redis", default=os.environ.get("SKIFF_REDIS_URL"), help=REDIS_HELP)
         parser.add_argument(
             "--service", help="the service to inspect (default: every service found)"
         )
@@ -55,15 +52,24 @@ async def _inspect(url: str, service: str | None, as_json: bool) -> int:
             raise BrokerError(f"no skiff service in {redacted(url)}")
         names = [service] if service else found
         views = [await read_cluster(redis, Keyspace(name)) for name in names]
+        primaries = [await primary_address(redis, Keyspace(name).meta) for name in names]
     except (redis_errors.RedisError, RedisCallError) as err:
         raise BrokerError(f"cannot read {redacted(url)}: {err}") from err
     finally:
-        await redis.aclose()
+        await close_client(redis)
+    where = parse_redis_url(url).describe()
     if as_json:
-        payload = views[0].to_json() if service else [v.to_json() for v in views]
-        sys.stdout.write(dumps(payload).decode() + "\n")
+        payload = [
+            {**v.to_json(), "redis": where, "redis_primary": p}
+            for v, p in zip(views, primaries, strict=True)
+        ]
+        sys.stdout.write(dumps(payload[0] if service else payload).decode() + "\n")
     else:
-        sys.stdout.write("\n\n".join(render_text(v) for v in views) + "\n")
+        texts = [
+            f"{render_text(v)}\nredis     {where}, primary {p}"
+            for v, p in zip(views, primaries, strict=True)
+        ]
+        sys.stdout.write("\n\n".join(texts) + "\n")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from dataclasses import dataclass
 
@@ -12,7 +13,8 @@ from broker.leader.config import LeaderConfig
 from broker.leader.node import leader_node
 from broker.serving.config import ServeConfig
 from broker.serving.loading import load_service
-from broker.store.connection import redacted
+from broker.store.durability import MODES, Durability
+from broker.store.redis_url import parse_redis_url
 from graph import Service
 from skiff.commands.options import (
     add_cluster_options,
@@ -54,6 +56,28 @@ class LeaderCommand:
             help="seconds after which a snapshot is taken anyway when the version moved "
             f"(default {_DEFAULTS.snapshot_interval_s:g})",
         )
+        durability = _DEFAULTS.durability
+        parser.add_argument(
+            "--durability",
+            choices=MODES,
+            default=os.environ.get("SKIFF_DURABILITY", durability.mode),
+            help="what a write waits for before it is acknowledged: none (the primary applied "
+            "it), replica (WAIT: replicas hold it), aof (WAITAOF: the primary and replicas "
+            "fsynced it); default none, $SKIFF_DURABILITY (docs/operations.md)",
+        )
+        parser.add_argument(
+            "--durability-replicas",
+            type=int,
+            default=durability.replicas,
+            help=f"replicas that must confirm a write (default {durability.replicas})",
+        )
+        parser.add_argument(
+            "--durability-timeout",
+            type=int,
+            default=durability.timeout_ms,
+            help="ms a write waits for them before it is answered 503, not acknowledged "
+            f"(default {durability.timeout_ms})",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         redis_url = require_redis(args)
@@ -65,13 +89,17 @@ class LeaderCommand:
             lease_ttl_s=args.lease_ttl,
             snapshot_every=args.snapshot_every,
             snapshot_interval_s=args.snapshot_interval,
+            durability=Durability(
+                args.durability, args.durability_replicas, args.durability_timeout
+            ),
         )
         configure_logging(args.log_level)
         logger.info(
-            "leader candidate %s of %s using %s",
+            "leader candidate %s of %s using %s, durability %s",
             leader_config.node_id,
             service.name,
-            redacted(redis_url),
+            parse_redis_url(redis_url).describe(),
+            leader_config.durability.describe(),
         )
         run_server(run_leader(service, config, leader_config, redis_url, args))
         return 0

@@ -151,14 +151,18 @@ def cluster_serve_config(args: argparse.Namespace) -> ServeConfig:
     return dataclasses.replace(serve_config(args), split_routes=False)
 
 
+REDIS_HELP = (
+    "Redis URL: redis://host:port[/db] (rediss:// for TLS), "
+    "redis+sentinel://host:26379,host:26379/<master>[/db] (Sentinel), "
+    "redis+cluster://host:port,host:port (Redis Cluster); rediss+sentinel:// and "
+    "rediss+cluster:// for TLS; credentials allowed, see docs/operations.md "
+    "(default: $SKIFF_REDIS_URL)"
+)
+
+
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     """--redis and --node-id, for nodes that replicate through Redis."""
-    parser.add_argument(
-        "--redis",
-        default=os.environ.get("SKIFF_REDIS_URL"),
-        help="Redis URL: redis://, rediss:// (TLS), credentials allowed "
-        "(default: $SKIFF_REDIS_URL)",
-    )
+    parser.add_argument("--redis", default=os.environ.get("SKIFF_REDIS_URL"), help=REDIS_HELP)
     parser.add_argument(
         "--node-id",
         default=os.environ.get("SKIFF_NODE_ID") or socket.gethostname(),

@@ -9,6 +9,7 @@ from typing import Any
 
 from broker.errors import BrokerError
 from proxy import ProxyConfig, ProxyError, serve
+from skiff.commands.options import REDIS_HELP
 from skiff.commands.runtime import LOG_LEVELS, configure_logging, run_server
 
 _DEFAULTS = ProxyConfig(redis_url="redis://localhost")
@@ -23,7 +24,7 @@ class ProxyCommand:
         parser.add_argument(
             "--redis",
             default=os.environ.get("SKIFF_REDIS_URL"),
-            help="Redis URL of the cluster (default: $SKIFF_REDIS_URL)",
+            help=REDIS_HELP,
         )
         parser.add_argument(
             "--service",

@@ -18,7 +18,6 @@ import random
 import signal
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,11 @@ import httpx
 
 from skiff.dev.embedded_redis import EmbeddedRedis
 from tests.chaos.clients import PARAMS, RESOURCE, ReaderLog, WriterLog, reader, writer
+from tests.chaos.failover_fault import SENTINEL_FAULTS, SENTINEL_LEADER_ARGS, redis_failover
 from tests.chaos.faultproxy import FaultLink
+from tests.chaos.report import Report, fd_count, vote_counts
 from tests.support.harness import Cluster, Proc, metric
+from tests.support.redis_topologies import SentinelSet
 
 NODE_ARGS = ("--heartbeat", "2")
 LEADER_ARGS = (*NODE_ARGS, "--lease-ttl", "1.5", "--snapshot-every", "200")
@@ -51,31 +53,13 @@ FD_GROWTH = 32
 TASK_GROWTH = 64
 
 
-@dataclass
-class Report:
-    seed: int
-    faults: list[str] = field(default_factory=list)
-    fault_counts: Counter[str] = field(default_factory=Counter)
-    acked_batches: int = 0
-    acked_votes: int = 0
-    unknown_votes: int = 0
-    redis_lost_votes: int = 0  # lost by Redis in a documented everysec window
-    retries: int = 0
-    reader_events: int = 0
-    reader_reconnects: int = 0
-    streams_lost: int = 0  # stream ids that answered 404 after a FLUSHALL erased the registry
-    epochs: int = 0
-    converge_s: float = 0.0
-    violations: list[str] = field(default_factory=list)
-    resources: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        fields = {**vars(self), "fault_counts": dict(self.fault_counts)}
-        return json.dumps(fields, indent=2, default=str)
-
-
 class Scenario:
-    def __init__(self, seed: int, tmp: Path, *, faults: int, readers: int = 4) -> None:
+    """`topology`: `single` (one Valkey, a fault link per process) or `sentinel` (a primary, a
+    replica and three Sentinels: tests/chaos/failover_fault.py)."""
+
+    def __init__(
+        self, seed: int, tmp: Path, *, faults: int, readers: int = 4, topology: str = "single"
+    ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.tmp = tmp
@@ -83,6 +67,7 @@ class Scenario:
         self.reader_count = readers
         self.report = Report(seed)
         self.redis = EmbeddedRedis(appendonly=True, appendfsync="always")
+        self.sentinel = SentinelSet(appendonly=True) if topology == "sentinel" else None
         self.links: dict[str, FaultLink] = {}
         self.cluster: Cluster | None = None
         self.writers: list[WriterLog] = []
@@ -97,18 +82,26 @@ class Scenario:
 
     # -- setup ----------------------------------------------------------------------------------
     async def _link(self, name: str) -> str:
+        if self.sentinel is not None:
+            return self.sentinel.url
         link = FaultLink(self.redis.port, seed=self.rng.randrange(1 << 30))
         await link.start()
         self.links[name] = link
         return f"redis://127.0.0.1:{link.port}/0"
 
     async def start(self) -> Cluster:
-        await self.redis.start()
+        leader_args = LEADER_ARGS
+        if self.sentinel is not None:
+            await self.sentinel.start()
+            self.redis = self.sentinel.primary
+            leader_args = (*LEADER_ARGS, *SENTINEL_LEADER_ARGS)
+        else:
+            await self.redis.start()
         cluster = self.cluster = Cluster("", self.tmp)
         for name in (*LEADERS, *FOLLOWERS, "proxy"):
             cluster.redis_url = await self._link(name)
             if name in LEADERS:
-                await cluster.leader(name, *LEADER_ARGS, ready=name == "L1")
+                await cluster.leader(name, *leader_args, ready=name == "L1")
             elif name in FOLLOWERS:
                 await cluster.follower(name, *NODE_ARGS)
             else:
@@ -162,6 +155,9 @@ class Scenario:
             await self.redis.start()
         elif kind == "flushall":
             await _redis_command(self.redis, "FLUSHALL")
+        elif kind == "redis_failover":
+            assert self.sentinel is not None, "redis_failover needs the sentinel topology"
+            self.redis = await redis_failover(self.sentinel, hold)
         elif kind.startswith("net_"):
             link = self.links[target]
             label = f"{kind} {target}"
@@ -182,8 +178,9 @@ class Scenario:
         self.report.faults.append(f"{label} ({hold:.1f}s)")
         self.report.fault_counts[kind] += 1
 
-    async def run(self, kinds: tuple[str, ...] = FAULTS, *, each_once: bool = False) -> Report:
+    async def run(self, kinds: tuple[str, ...] | None = None, *, each_once: bool = False) -> Report:
         """`each_once`: every kind once in the seed's order (the short run covers them all)."""
+        kinds = kinds or (SENTINEL_FAULTS if self.sentinel is not None else FAULTS)
         plan = list(kinds)
         if each_once:
             self.rng.shuffle(plan)
@@ -218,7 +215,10 @@ class Scenario:
             await cluster.close(show_logs=bool(self.report.violations) and self.show_logs)
             for link in self.links.values():
                 await link.close()
-            await self.redis.close()
+            if self.sentinel is not None:
+                await self.sentinel.close()
+            else:
+                await self.redis.close()
         return self.report
 
     # -- invariants -----------------------------------------------------------------------------
@@ -264,7 +264,7 @@ class Scenario:
         report.unknown_votes = sum(unknown.values())
         lost_allowance = self._everysec_allowance()
         for node in nodes:
-            counts = await _vote_counts(node.url)
+            counts = await vote_counts(node.url)
             for post in set(acked) | set(unknown) | set(counts):
                 missing = acked[post] - counts[post]
                 if missing > 0:
@@ -328,7 +328,7 @@ class Scenario:
         for name, proc in self.cluster.procs.items():
             if not proc.alive():
                 continue
-            out[name] = {"pid": proc.pid, "fds": _fd_count(proc.pid)}
+            out[name] = {"pid": proc.pid, "fds": fd_count(proc.pid)}
             with contextlib.suppress(httpx.HTTPError):
                 text = (await self.cluster.http.get(proc.url + "/metrics", timeout=3)).text
                 out[name]["tasks"] = metric(text, "skiff_asyncio_tasks")
@@ -348,13 +348,6 @@ class Scenario:
                 self.report.violations.append(f"{name}: tasks grew {b['tasks']} -> {a['tasks']}")
 
 
-def _fd_count(pid: int) -> int:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return -1
-
-
 async def _redis_command(server: EmbeddedRedis, *args: str) -> Any:
     from redis.asyncio import Redis
 
@@ -363,10 +356,3 @@ async def _redis_command(server: EmbeddedRedis, *args: str) -> Any:
         return await client.execute_command(*args)
     finally:
         await client.aclose()
-
-
-async def _vote_counts(url: str) -> Counter[int]:
-    async with httpx.AsyncClient(timeout=10.0) as http:
-        r = await http.post(f"{url}/v1/snapshot/top", json={"limit": 1000})
-        r.raise_for_status()
-        return Counter({values[0]["post"]: values[0]["votes"] for _k, values in r.json()})

@@ -99,6 +99,8 @@ async def test_inspect_a_live_service(
     assert rows["f-behind"][1:4] == ["follower", str(head - 3), "3"]
     assert rows["lead-0"][1:4] == ["leader", str(head), "0"]
     assert rows["f-gone"][1] == "gone"
+    assert lines[-1].startswith(f"redis     {redis_url}, ")  # where, and the primary in use
+    assert lines[-1].endswith(f"primary {redis_url.split('//')[1].split('/')[0]}")
 
     view = json.loads(raw)
     assert view["leader"]["node_id"] == "lead-0" and view["term"] == view["leader"]["term"]
@@ -108,6 +110,7 @@ async def test_inspect_a_live_service(
     assert nodes["f-behind"]["lag_versions"] == 3 and nodes["f-behind"]["lag_ms"] >= 0
     assert nodes["f-live"]["ready"] is True and nodes["f-live"]["url"] == node.url
     assert nodes["f-gone"]["alive"] is False
+    assert view["redis_primary"] == redis_url.split("//")[1].split("/")[0]
 
 
 async def test_inspect_finds_services_and_reports_an_empty_one(
