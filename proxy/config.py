@@ -27,6 +27,9 @@ class ProxyConfig:
 
     redis_url: str
     service: str | None = None
+    #: Several services served by this one proxy, each under `/<service>/...`
+    #: (proxy/services.py); `service` is None then.
+    services: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8080
     #: A second port serving the same routes, for Skip's clients (SkipServiceBroker sends its
@@ -50,11 +53,17 @@ class ProxyConfig:
             parse_redis_url(self.redis_url)
         except ConfigError as err:  # its message hides any password
             raise ProxyConfigError(str(err)) from err
-        if self.service is not None:
+        for name in (self.service, *self.services):
+            if name is None:
+                continue
             try:
-                Keyspace(self.service)
+                Keyspace(name)
             except KeyspaceError as err:
                 raise ProxyConfigError(str(err)) from err
+        if self.services and self.service is not None:
+            raise ProxyConfigError("give one service, or several services, not both")
+        if len(set(self.services)) != len(self.services):
+            raise ProxyConfigError(f"a service is named twice in {list(self.services)}")
         if not self.host:
             raise ProxyConfigError("host must not be empty")
         if isinstance(self.port, bool) or not 0 <= self.port <= 65535:

@@ -5,27 +5,36 @@ to another proxy) so SSE responses do not pin uvicorn's graceful wait; uvicorn c
 listener, lets in-flight control requests finish (up to `shutdown_timeout_s`) and cancels the
 rest; the gateway then closes the node connections, membership and Redis. SIGTERM and SIGINT
 both do this; after SIGTERM the process exits 0 (the proxy holds no state worth a drain).
+
+Several services (`ProxyConfig.services`, or several found in Redis when none is named) get a
+gateway each, served under `/<service>/...` (proxy/services.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import math
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from broker.store.connection import redacted
+from broker.store.connection import close_client, connect, redacted
+from broker.store.discovery import find_services
+from broker.store.scripts import RedisCallError
 from proxy.app import create_app
 from proxy.config import ProxyConfig
 from proxy.errors import ProxyError
 from proxy.gateway import Gateway
+from proxy.services import ServiceRouter
 
 logger = logging.getLogger("skiff.proxy")
 
@@ -41,8 +50,11 @@ class RunningProxy:
         server: uvicorn.Server,
         task: asyncio.Task[None],
         control_url: str | None = None,
+        gateways: dict[str, Gateway] | None = None,
     ) -> None:
+        #: The (first) service's gateway; `gateways` has every service's by name.
         self.gateway = gateway
+        self.gateways = gateways or {}
         self.url = url
         self.control_url = control_url or url
         self._server = server
@@ -66,17 +78,33 @@ async def serving(
     try:
         if config.control_port is not None:
             sockets.append(_listen(config.host, config.control_port))
-        async with Gateway(config) as gateway:
+        async with contextlib.AsyncExitStack() as stack:
+            names = await _several_services(config)
+            if names:
+                gateways = {
+                    name: await stack.enter_async_context(
+                        Gateway(dataclasses.replace(config, service=name, services=()))
+                    )
+                    for name in names
+                }
+                app: Any = ServiceRouter(
+                    {name: create_app(g) for name, g in gateways.items()}, gateways
+                )
+            else:
+                gateway = await stack.enter_async_context(Gateway(config))
+                gateways = {gateway.keyspace.service if gateway.keyspace else "": gateway}
+                app = create_app(gateway)
+            gateway = next(iter(gateways.values()))
             server = _ProxyServer(
                 uvicorn.Config(
-                    create_app(gateway),
+                    app,
                     lifespan="off",
                     log_config=None if log_level is None else LOGGING_CONFIG,
                     log_level=log_level,
                     access_log=access_log,
                     timeout_graceful_shutdown=math.ceil(config.shutdown_timeout_s),
                 ),
-                gateway,
+                list(gateways.values()),
             )
             task = gateway.tasks.spawn(server.serve(sockets), name="http server", report=False)
             try:
@@ -87,7 +115,7 @@ async def serving(
                     await asyncio.sleep(0.005)
                 urls = [_url(config.host, sock.getsockname()[1]) for sock in sockets]
                 url, control_url = urls[0], urls[-1]
-                yield RunningProxy(gateway, url, server, task, control_url)
+                yield RunningProxy(gateway, url, server, task, control_url, gateways)
             finally:
                 server.should_exit = True
                 await task
@@ -108,15 +136,36 @@ async def serve(
             "skiff proxy serving on %s (redis %s, service %s)",
             where,
             redacted(config.redis_url),
-            proxy.gateway.keyspace.service if proxy.gateway.keyspace else "?",
+            _described(proxy.gateways),
         )
         await proxy.wait_closed()
 
 
+def _described(gateways: dict[str, Gateway]) -> str:
+    if len(gateways) == 1:
+        return next(iter(gateways)) or "?"
+    return ", ".join(f"{name} at /{name}/" for name in gateways)
+
+
+async def _several_services(config: ProxyConfig) -> Sequence[str]:
+    """The services to serve under prefixes: those the config names, else every service found
+    in Redis when there are several (one, or none yet: the plain single-service proxy)."""
+    if config.services or config.service is not None:
+        return config.services
+    redis = connect(config.redis_url, timeout_s=config.connect_timeout_s)
+    try:
+        found = await find_services(redis, "nodes")
+    except RedisCallError as err:
+        raise ProxyError(f"cannot scan Redis for services: {err}") from err
+    finally:
+        await close_client(redis)
+    return found if len(found) > 1 else ()
+
+
 class _ProxyServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+    def __init__(self, config: uvicorn.Config, gateways: list[Gateway]) -> None:
         super().__init__(config)
-        self._gateway = gateway
+        self._gateways = gateways
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig == signal.SIGTERM:
@@ -127,7 +176,8 @@ class _ProxyServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self._gateway.stop_streams()
+        for gateway in self._gateways:
+            gateway.stop_streams()
         await super().shutdown(sockets)
 
 

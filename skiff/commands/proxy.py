@@ -28,8 +28,11 @@ class ProxyCommand:
         )
         parser.add_argument(
             "--service",
-            default=os.environ.get("SKIFF_SERVICE"),
-            help="the service name (default: $SKIFF_SERVICE, else the only one in Redis)",
+            action="append",
+            metavar="NAME",
+            help="the service to serve; repeat it to serve several, each under /NAME/ "
+            "(default: $SKIFF_SERVICE, comma-separated for several; else every service in "
+            "Redis: one at /, several each under /NAME/)",
         )
         parser.add_argument(
             "--host",
@@ -77,7 +80,7 @@ class ProxyCommand:
         if not args.redis:
             raise SystemExit("skiff: --redis URL (or SKIFF_REDIS_URL) is required")
         options: dict[str, Any] = {
-            "service": args.service or None,
+            **_services(args.service),
             "host": args.host,
             "port": args.port,
             "control_port": args.control_port,
@@ -94,6 +97,16 @@ class ProxyCommand:
         except ProxyError as err:
             raise BrokerError(str(err)) from err
         return 0
+
+
+def _services(named: list[str] | None) -> dict[str, Any]:
+    """--service given once: that service; several times: each under /<service>/; never:
+    $SKIFF_SERVICE (comma-separated for several), else whatever Redis holds."""
+    if not named:
+        named = [n.strip() for n in os.environ.get("SKIFF_SERVICE", "").split(",") if n.strip()]
+    if len(named) > 1:
+        return {"service": None, "services": tuple(named)}
+    return {"service": named[0] if named else None}
 
 
 COMMAND = ProxyCommand()

@@ -1,11 +1,12 @@
 """Several services on one Redis Cluster, and a shard's primary killed under load.
 
 Three services whose hash tags fall in the three shards of a 3-primary, 3-replica Cluster
-(`redis+cluster://`), each with its own leader candidates, follower and proxy (a proxy serves
-one service: a deployment runs one per service, docs/operations.md). Writers and SSE readers
-on every service; kill -9 of the primary of one service's shard: that service's writes pause
-until the Cluster promotes the replica, the others' do not; every service converges with every
-acknowledged write (`--durability replica`) on its nodes and in its readers' final state.
+(`redis+cluster://`), each with its own leader candidates and follower, and one proxy serving
+them all, each under `/<service>/` (proxy/services.py). Writers and SSE readers on every
+service, through that proxy; kill -9 of the primary of one service's shard: that service's
+writes pause until the Cluster promotes the replica, the others' do not; every service
+converges with every acknowledged write (`--durability replica`) on its nodes and in its
+readers' final state.
 """
 
 from __future__ import annotations
@@ -60,12 +61,10 @@ def leaders(name: str) -> tuple[str, ...]:
     return (f"{name}-L1", f"{name}-L2")
 
 
-async def start(cluster: Cluster, name: str) -> tuple[Proc, list[Proc]]:
+async def start(cluster: Cluster, name: str) -> list[Proc]:
     await cluster.leader(f"{name}-L1", *LEADER_ARGS)
     await cluster.leader(f"{name}-L2", *LEADER_ARGS, ready=False)
-    follower = await cluster.follower(f"{name}-F1")
-    proxy = await cluster.proxy(f"{name}-proxy", "--service", name)
-    return proxy, [follower, proxy]
+    return [await cluster.follower(f"{name}-F1")]
 
 
 async def test_a_shard_failover_interrupts_only_the_services_on_that_shard(
@@ -74,6 +73,8 @@ async def test_a_shard_failover_interrupts_only_the_services_on_that_shard(
     primaries = {n: (await valkey_cluster.primary_of(Keyspace(n).meta)).port for n in SERVICES}
     assert len(set(primaries.values())) == 3, f"the services share a shard: {primaries}"
     started = {name: await start(clusters[name], name) for name in SERVICES}
+    services = [arg for name in SERVICES for arg in ("--service", name)]
+    proxy = await clusters[SERVICES[0]].proxy("proxy", *services)
     victim = SERVICES[0]
     done = asyncio.Event()
 
@@ -96,15 +97,15 @@ async def test_a_shard_failover_interrupts_only_the_services_on_that_shard(
         return converged
 
     async def load(name: str) -> LoadRun:
-        proxy, _ = started[name]
         fault = kill_victim_shard if name == victim else done.wait
         return await under_load(
-            [proxy.url], fault, settle=settle(name), before_s=2.0, after_s=5.0, name=name
-        )
+            [f"{proxy.url}/{name}"], fault, settle=settle(name), before_s=2.0, after_s=5.0,
+            name=name,
+        )  # fmt: skip
 
     runs = dict(zip(SERVICES, await asyncio.gather(*(load(n) for n in SERVICES)), strict=True))
     for name, run in runs.items():
-        await check_everywhere(run, clusters[name], started[name][1], leaders(name))
+        await check_everywhere(run, clusters[name], started[name], leaders(name))
     outages = {name: run.writer_outage_s() for name, run in runs.items()}
     readers = {name: run.reader_outage_s() for name, run in runs.items()}
     print(f"cluster failover of {victim}'s shard: writers' gaps {outages}, readers' {readers}")

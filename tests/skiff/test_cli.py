@@ -255,3 +255,16 @@ def test_a_module_not_found_from_here_says_where_it_looked(
     message = str(info.value)
     assert f"looked up from the working directory, {tmp_path}" in message
     assert ".../examples_elsewhere/hackernews.py:service" in message
+
+
+def test_proxy_service_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    from skiff.commands.proxy import _services
+
+    monkeypatch.delenv("SKIFF_SERVICE", raising=False)
+    assert _services(None) == {"service": None}
+    assert _services(["a"]) == {"service": "a"}
+    assert _services(["a", "b"]) == {"service": None, "services": ("a", "b")}
+    monkeypatch.setenv("SKIFF_SERVICE", "x, y")
+    assert _services(None) == {"service": None, "services": ("x", "y")}
+    args = build_parser().parse_args(["proxy", "--service", "a", "--service", "b"])
+    assert args.service == ["a", "b"]
