@@ -10,6 +10,7 @@ both do this; after SIGTERM the process exits 0 (the proxy holds no state worth 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import signal
@@ -17,10 +18,13 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from broker.http.client_address import TrustedForwarders
+from broker.http.guarded_protocol import ConnectionGuard, GuardedHttpToolsProtocol
 from broker.store.connection import redacted
 from proxy.app import create_app
 from proxy.config import ProxyConfig
@@ -41,8 +45,11 @@ class RunningProxy:
         server: uvicorn.Server,
         task: asyncio.Task[None],
         control_url: str | None = None,
+        guard: ConnectionGuard | None = None,
     ) -> None:
         self.gateway = gateway
+        #: Its connections' head deadline and per-address counts.
+        self.guard = guard
         self.url = url
         self.control_url = control_url or url
         self._server = server
@@ -67,9 +74,22 @@ async def serving(
         if config.control_port is not None:
             sockets.append(_listen(config.host, config.control_port))
         async with Gateway(config) as gateway:
+            forwarders = TrustedForwarders(config.forwarded_allow_ips)
+            # Trusted forwarders carry many clients: their connections are not capped.
+            guard = ConnectionGuard(
+                config.header_timeout_s, config.max_connections_per_address, forwarders.trusts
+            )
+            gateway.metrics.watch_guard(guard)
+            protocol: Any = functools.partial(GuardedHttpToolsProtocol, guard=guard)
             server = _ProxyServer(
                 uvicorn.Config(
                     create_app(gateway),
+                    http=protocol,
+                    # The client is the socket peer, unless a trusted forwarder names another
+                    # in X-Forwarded-For (uvicorn rewrites the ASGI `client`); without trusted
+                    # forwarders, no middleware reads the header at all.
+                    proxy_headers=bool(forwarders),
+                    forwarded_allow_ips=list(forwarders.entries),
                     lifespan="off",
                     log_config=None if log_level is None else LOGGING_CONFIG,
                     log_level=log_level,
@@ -87,7 +107,7 @@ async def serving(
                     await asyncio.sleep(0.005)
                 urls = [_url(config.host, sock.getsockname()[1]) for sock in sockets]
                 url, control_url = urls[0], urls[-1]
-                yield RunningProxy(gateway, url, server, task, control_url)
+                yield RunningProxy(gateway, url, server, task, control_url, guard)
             finally:
                 server.should_exit = True
                 await task
