@@ -8,7 +8,9 @@ long as it likes, and 10,000 of them hold 10,000 descriptors. So:
 - **Header timeout.** A request's head must be complete within `header_timeout_s` of the moment
   the server is ready for it: the connection's opening, or the end of the previous response on
   a keep-alive connection (Go's `ReadHeaderTimeout`, nginx's `client_header_timeout`). Trickling
-  bytes does not extend it. Past it the client gets a 408 and the connection is closed. The
+  bytes does not extend it. Past it the connection is closed, with a 408 when part of a head
+  had arrived (a keep-alive connection with nothing begun is closed without a word: a 408
+  there could be read as the answer to a request the client is sending at that moment). The
   deadline stops once the head is complete: an SSE response that then lasts for hours is never
   cut by it.
 - **Connections per address.** At most `max_per_address` connections from one client address
@@ -107,18 +109,21 @@ class ConnectionGuard:
 class Admission:
     """One admitted connection: its slot in the per-address count and its head deadline."""
 
-    __slots__ = ("_deadline", "_guard", "_key", "_transport")
+    __slots__ = ("_deadline", "_guard", "_key", "_transport", "begun")
 
     def __init__(self, guard: ConnectionGuard, transport: asyncio.BaseTransport, key: str | None):
         self._guard = guard
         self._transport = transport
         self._key = key
         self._deadline: asyncio.TimerHandle | None = None
+        #: Bytes of the awaited head have arrived (set by the protocol).
+        self.begun = False
 
     def arm(self) -> None:
         """Start the deadline of the next request head (from now)."""
         if self._deadline is not None:
             self._deadline.cancel()
+        self.begun = False
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_later(self._guard.header_timeout_s, self._expire)
 
@@ -138,13 +143,13 @@ class Admission:
     def _expire(self) -> None:
         self._deadline = None
         self._guard.timed_out += 1
-        _answer(self._transport, _TIMEOUT_REPLY)
+        _answer(self._transport, _TIMEOUT_REPLY if self.begun else b"")
 
 
 def _answer(transport: asyncio.BaseTransport, reply: bytes) -> None:
     if transport.is_closing():
         return
-    if isinstance(transport, asyncio.WriteTransport):
+    if reply and isinstance(transport, asyncio.WriteTransport):
         transport.write(reply)
     transport.close()
 
@@ -187,6 +192,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if not self._refused:
             super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        if self._admission is not None:
+            self._admission.begun = True
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         if self._admission is not None:

@@ -130,6 +130,8 @@ class NodeConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._reader is not None or self._transport is None:
             return  # a stream's client has nothing more to say (pipelined bytes are dropped)
+        if self._admission is not None:
+            self._admission.begun = True
         buffer = self._buffer = self._buffer + data
         if len(buffer) < len(_STREAM_GET):
             if not _STREAM_GET.startswith(buffer):
