@@ -53,7 +53,7 @@ async def serving(guard: ConnectionGuard) -> AsyncIterator[int]:
         uvicorn.Config(app, http=protocol, lifespan="off", log_config=None, proxy_headers=False)
     )
     task = asyncio.create_task(server.serve([sock]))
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 (uvicorn has a flag, not an event)
         await asyncio.sleep(0.01)
     try:
         yield sock.getsockname()[1]
@@ -181,7 +181,9 @@ async def test_connections_per_address_are_capped_and_freed() -> None:
 
 
 async def test_trusted_forwarders_are_not_capped() -> None:
-    guard = ConnectionGuard(10.0, max_per_address=1, exempt=TrustedForwarders(["127.0.0.0/31"]).trusts)
+    guard = ConnectionGuard(
+        10.0, max_per_address=1, exempt=TrustedForwarders(["127.0.0.0/31"]).trusts
+    )
     async with serving(guard) as port:
         held = [await connect(port) for _ in range(4)]  # 127.0.0.1: trusted
         first = await connect(port, source="127.0.0.2")

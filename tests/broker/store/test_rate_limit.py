@@ -80,9 +80,7 @@ async def test_the_script_refills_at_the_rate(redis_client: Redis, keyspace: Key
     assert not (await take(redis_client, key, limit)).allowed
 
 
-async def test_concurrent_callers_share_one_bucket(
-    redis_client: Redis, keyspace: Keyspace
-) -> None:
+async def test_concurrent_callers_share_one_bucket(redis_client: Redis, keyspace: Keyspace) -> None:
     limit = RateLimit(per_s=0.5, burst=10)
     key = keyspace.rate("streams", "addr:198.51.100.1")
     verdicts = await asyncio.gather(*(take(redis_client, key, limit) for _ in range(40)))
@@ -90,4 +88,6 @@ async def test_concurrent_callers_share_one_bucket(
 
 
 def test_rate_keys_are_spelled_in_the_keyspace() -> None:
-    assert Keyspace("hn").rate("streams", "addr:10.0.0.1") == "skiff:{hn}:rate:streams:addr:10.0.0.1"
+    assert (
+        Keyspace("hn").rate("streams", "addr:10.0.0.1") == "skiff:{hn}:rate:streams:addr:10.0.0.1"
+    )
