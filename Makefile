@@ -14,7 +14,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # here those folders (graph/, broker/, ...) are the installed sources themselves.
 PIP := PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip --quiet
 
-.PHONY: dev test lint bench bench-skip skip-runtime install clean containers test-containers chaos soak failover
+.PHONY: dev test lint bench bench-skip skip-runtime install clean containers test-containers chaos soak failover slowloris
 
 $(BIN)/python:
 	@echo "make: creating $(VENV), a Python virtual environment for skiff"
@@ -105,6 +105,15 @@ soak: $(TEST_STAMP)
 # one shard's primary killed under load (tests/cluster/test_redis_cluster_failover.py).
 failover: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m failover $(PYTEST_ARGS)
+
+# Connections that never finish a request (docs/security.md, "Client limits"): CONNECTIONS slow
+# clients at a real proxy and a real follower, all closed after HEADER_TIMEOUT while new streams
+# are served (tests/security/slowloris.py; `make test` runs 10,000 with a 4 s timeout).
+CONNECTIONS ?= 10000
+HEADER_TIMEOUT ?= 2
+
+slowloris: $(TEST_STAMP)
+	$(BIN)/python -m tests.security.slowloris --connections $(CONNECTIONS) --header-timeout $(HEADER_TIMEOUT)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

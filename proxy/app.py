@@ -39,9 +39,11 @@ from broker.http.bodies import read_body
 from broker.http.errors import HttpError, error_response, shared_handlers
 from broker.http.paths import stream_read_id
 from broker.json_bytes import JsonDecodeError, loads
+from broker.store.keyspace import RateAction
 from proxy import routing
 from proxy.errors import NodeUnavailableError, NoNodeError
 from proxy.gateway import Gateway
+from proxy.identity import AddressIdentity, ClientIdentity
 from proxy.passthrough import StreamRelay
 from proxy.streams import Opened
 from proxy.upstream import Reply, segment
@@ -51,8 +53,10 @@ _READ_ATTEMPTS: Final = 2
 _CORS_HEADERS: Final = ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"]
 
 
-def create_app(gateway: Gateway) -> Starlette:
-    endpoints = _Endpoints(gateway)
+def create_app(gateway: Gateway, identity: ClientIdentity | None = None) -> Starlette:
+    """The proxy's app; `identity` keys its rate limits (proxy/identity.py; by default the
+    client address, the control token's holder unlimited)."""
+    endpoints = _Endpoints(gateway, identity)
     routes = [
         Route("/healthz", endpoints.health, methods=["GET"]),
         Route("/v1/healthcheck", endpoints.health, methods=["GET"]),
@@ -155,10 +159,24 @@ async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 class _Endpoints:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, identity: ClientIdentity | None) -> None:
         self._gateway = gateway
         self._config = gateway.config
         self._token = ControlToken(gateway.config.control_token)
+        self._identity = identity or AddressIdentity(self._token)
+
+    async def _within_rate(self, action: RateAction, request: Request) -> None:
+        """429 with Retry-After when the client is over its `action` limit: checked before the
+        body is read or anything is forwarded, so a refused request costs no node anything."""
+        verdict = await self._gateway.rates.check(action, self._identity(request))
+        if not verdict.allowed:
+            self._gateway.metrics.rate_limited.labels(action).inc()
+            raise HttpError(
+                429,
+                f"too many {'stream creations' if action == 'streams' else 'writes'}; "
+                f"retry in {verdict.retry_after_header} s",
+                headers={"Retry-After": verdict.retry_after_header},
+            )
 
     async def health(self, request: Request) -> Response:
         ready, reason = self._gateway.ready()
@@ -205,12 +223,14 @@ class _Endpoints:
 
     async def patch_input(self, request: Request) -> Response:
         self._token.require(request.headers)
+        await self._within_rate("writes", request)
         body = await read_body(request, self._config.max_body_bytes)
         key = request.headers.get("idempotency-key") or None
         reply = await self._gateway.writes.patch(request.path_params["collection"], body, key)
         return _relay(reply)
 
     async def create_stream(self, request: Request) -> Response:
+        await self._within_rate("streams", request)
         body = await read_body(request, self._config.max_body_bytes)
         try:
             params = loads(body) if body.strip() else {}

@@ -9,11 +9,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.errors import ConfigError
+from broker.http.client_address import TrustedForwarders
 from broker.store.keyspace import Keyspace, KeyspaceError
+from broker.store.rate_limit import RateLimit
 from broker.store.redis_url import parse_redis_url
 from proxy.errors import ProxyConfigError
 
 MIB = 1024 * 1024
+#: Default rate limits per client (docs/security.md, "Client limits", says why these).
+STREAM_RATE = RateLimit(per_s=10, burst=300)
+WRITE_RATE = RateLimit(per_s=100, burst=1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,21 @@ class ProxyConfig:
     #: How long a write waits for a new leader before its one retry (takeover takes <= 5 s).
     leader_wait_s: float = 6.0
     shutdown_timeout_s: float = 5.0
+
+    # -- Client limits (docs/security.md, "Client limits") ------------------------------------
+    #: A request's head must be complete this long after the proxy is ready for it (408 and
+    #: closed beyond); an SSE stream, once its head is in, is never timed by it.
+    header_timeout_s: float = 10.0
+    #: Connections open at once from one client address (an IPv6 /64); 0: no cap. Trusted
+    #: forwarders are not capped (they carry many clients).
+    max_connections_per_address: int = 1024
+    #: Peers (addresses, networks, `*`) whose X-Forwarded-For names the client; none: the
+    #: socket peer is the client.
+    forwarded_allow_ips: tuple[str, ...] = ()
+    #: Stream creations per client: `burst` at once, then `per_s` a second (per_s 0: off).
+    stream_rate: RateLimit = STREAM_RATE
+    #: Writes per client (a request with the control token is not limited).
+    write_rate: RateLimit = WRITE_RATE
 
     def __post_init__(self) -> None:
         try:
@@ -91,6 +111,17 @@ class ProxyConfig:
         ):
             _check_positive(name, getattr(self, name))
         _check_positive("shutdown_timeout_s", self.shutdown_timeout_s, allow_zero=True)
+        _check_positive("header_timeout_s", self.header_timeout_s)
+        limit = self.max_connections_per_address
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ProxyConfigError(f"max_connections_per_address must be >= 0, got {limit!r}")
+        for name in ("stream_rate", "write_rate"):
+            if not isinstance(getattr(self, name), RateLimit):
+                raise ProxyConfigError(f"{name} must be a RateLimit")
+        try:
+            TrustedForwarders(self.forwarded_allow_ips)
+        except ConfigError as err:
+            raise ProxyConfigError(str(err)) from err
         if self.stream_ttl_s < 3 * self.poll_interval_s:
             raise ProxyConfigError("stream_ttl_s must be at least 3 poll intervals")
 

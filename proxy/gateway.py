@@ -30,6 +30,7 @@ from proxy.errors import ProxyError
 from proxy.membership import Cluster, Membership
 from proxy.metrics import ProxyMetrics
 from proxy.passthrough import RelayBoard
+from proxy.rate_limits import RateLimiter
 from proxy.registry import KeepAlive, StreamRegistry
 from proxy.routing import serving
 from proxy.streams import StreamService
@@ -64,6 +65,7 @@ class Gateway:
         self._upstream: Upstream | None = None
         self._streams: StreamService | None = None
         self._writes: WriteForwarder | None = None
+        self._rates: RateLimiter | None = None
         self.keyspace: Keyspace | None = None
         #: The relayed streams, ended by node when it leaves, all of them at shutdown.
         self.relays = RelayBoard()
@@ -93,6 +95,10 @@ class Gateway:
     @property
     def writes(self) -> WriteForwarder:
         return _opened(self._writes)
+
+    @property
+    def rates(self) -> RateLimiter:
+        return _opened(self._rates)
 
     def ready(self) -> tuple[bool, str]:
         """(ready, reason) for /healthz."""
@@ -161,6 +167,13 @@ class Gateway:
             self._streams = StreamService(self._membership, registry, self._upstream, self.metrics)
             self._writes = WriteForwarder(
                 self._membership, self._upstream, self.metrics, leader_wait_s=config.leader_wait_s
+            )
+            membership = self._membership
+            self._rates = RateLimiter(
+                redis,
+                keyspace,
+                {"streams": config.stream_rate, "writes": config.write_rate},
+                redis_ok=lambda: membership.healthy,
             )
         except BaseException:
             await self._stack.aclose()

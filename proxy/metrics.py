@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from broker.http.guarded_protocol import ConnectionGuard
 from broker.store.primary_gauge import RedisPrimaryGauge
 from proxy.membership import Cluster
 from proxy.routing import serving
@@ -51,6 +55,12 @@ class ProxyMetrics:
             ["role", "state"],
             registry=registry,
         )
+        self.rate_limited = Counter(
+            "skiff_proxy_rate_limited",
+            "requests refused 429 by a client's rate limit, by action (streams, writes)",
+            ["action"],
+            registry=registry,
+        )
         self.redis_ok = Gauge(
             "skiff_proxy_membership_ok", "1 while membership is read from Redis", registry=registry
         )
@@ -59,6 +69,10 @@ class ProxyMetrics:
         Gauge(
             "skiff_asyncio_tasks", "asyncio tasks alive in this process", registry=registry
         ).set_function(_task_count)
+
+    def watch_guard(self, guard: ConnectionGuard) -> None:
+        """Expose what the connection guard refused and timed out."""
+        self.registry.register(_GuardCollector(guard))
 
     def observe_cluster(self, cluster: Cluster, healthy: bool) -> None:
         self.nodes.clear()
@@ -76,3 +90,20 @@ def _task_count() -> float:
         return float(len(asyncio.all_tasks()))
     except RuntimeError:  # collected outside the event loop
         return float("nan")
+
+
+class _GuardCollector(Collector):
+    def __init__(self, guard: ConnectionGuard) -> None:
+        self._guard = guard
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "skiff_proxy_connections_refused",
+            "connections refused 429: their address was at --max-connections-per-address",
+            value=self._guard.refused,
+        )
+        yield CounterMetricFamily(
+            "skiff_proxy_header_timeouts",
+            "connections closed 408: a request head incomplete after --header-timeout",
+            value=self._guard.timed_out,
+        )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import signal
@@ -27,6 +28,8 @@ from typing import Any
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from broker.http.client_address import TrustedForwarders
+from broker.http.guarded_protocol import ConnectionGuard, GuardedHttpToolsProtocol
 from broker.store.connection import close_client, connect, redacted
 from broker.store.discovery import find_services
 from broker.store.scripts import RedisCallError
@@ -51,10 +54,13 @@ class RunningProxy:
         task: asyncio.Task[None],
         control_url: str | None = None,
         gateways: dict[str, Gateway] | None = None,
+        guard: ConnectionGuard | None = None,
     ) -> None:
         #: The (first) service's gateway; `gateways` has every service's by name.
         self.gateway = gateway
         self.gateways = gateways or {}
+        #: Its connections' head deadline and per-address counts.
+        self.guard = guard
         self.url = url
         self.control_url = control_url or url
         self._server = server
@@ -95,9 +101,23 @@ async def serving(
                 gateways = {gateway.keyspace.service if gateway.keyspace else "": gateway}
                 app = create_app(gateway)
             gateway = next(iter(gateways.values()))
+            forwarders = TrustedForwarders(config.forwarded_allow_ips)
+            # Trusted forwarders carry many clients: their connections are not capped.
+            guard = ConnectionGuard(
+                config.header_timeout_s, config.max_connections_per_address, forwarders.trusts
+            )
+            for each in gateways.values():
+                each.metrics.watch_guard(guard)
+            protocol: Any = functools.partial(GuardedHttpToolsProtocol, guard=guard)
             server = _ProxyServer(
                 uvicorn.Config(
                     app,
+                    http=protocol,
+                    # The client is the socket peer, unless a trusted forwarder names another
+                    # in X-Forwarded-For (uvicorn rewrites the ASGI `client`); without trusted
+                    # forwarders, no middleware reads the header at all.
+                    proxy_headers=bool(forwarders),
+                    forwarded_allow_ips=list(forwarders.entries),
                     lifespan="off",
                     log_config=None if log_level is None else LOGGING_CONFIG,
                     log_level=log_level,
@@ -115,7 +135,7 @@ async def serving(
                     await asyncio.sleep(0.005)
                 urls = [_url(config.host, sock.getsockname()[1]) for sock in sockets]
                 url, control_url = urls[0], urls[-1]
-                yield RunningProxy(gateway, url, server, task, control_url, gateways)
+                yield RunningProxy(gateway, url, server, task, control_url, gateways, guard)
             finally:
                 server.should_exit = True
                 await task

@@ -27,9 +27,13 @@ class ControlToken:
     def configured(self) -> bool:
         return self._token is not None
 
+    def matches(self, headers: Mapping[str, str]) -> bool:
+        """Whether `headers` carry the token (False when none is configured)."""
+        return self._token is not None and bearer_matches(
+            headers.get("authorization", ""), self._token
+        )
+
     def require(self, headers: Mapping[str, str]) -> None:
         """Raise HttpError 401 unless `headers` carry the token (when one is configured)."""
-        if self._token is not None and not bearer_matches(
-            headers.get("authorization", ""), self._token
-        ):
+        if self._token is not None and not self.matches(headers):
             raise HttpError(401, "missing or invalid control token")

@@ -19,12 +19,16 @@ from broker.errors import BrokerError
 
 
 class HttpError(BrokerError):
-    """A request answered with `status` and `{"error": message}`."""
+    """A request answered with `status` and `{"error": message}` (and `headers`, such as a
+    429's Retry-After)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self, status: int, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
@@ -34,7 +38,7 @@ def error_response(status: int, message: str, headers: Mapping[str, str] | None 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HttpError)
-    return error_response(exc.status, exc.message)
+    return error_response(exc.status, exc.message, exc.headers)
 
 
 async def _starlette_error(request: Request, exc: Exception) -> Response:

@@ -55,6 +55,13 @@ class ServeConfig:
     #: A snapshot, lookup or new stream of a resource that reads an external resource waits
     #: this long for its first content (503 beyond; broker/external/feeds.py).
     external_load_timeout_s: float = 10.0
+    # Connections that never finish a request (broker/http/guarded_protocol.py).
+    #: A request's head must be complete this long after the server is ready for it (408 and
+    #: closed beyond); an SSE stream, once its head is in, is never timed by it.
+    header_timeout_s: float = 10.0
+    #: Connections open at once from one client address (an IPv6 /64); 0: no cap. Off by
+    #: default: a node's clients are proxies, which hold one connection per relayed stream.
+    max_connections_per_address: int = 0
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -71,6 +78,10 @@ class ServeConfig:
         _check_positive("shutdown_timeout_s", self.shutdown_timeout_s, allow_zero=True)
         _check_positive("drain_window_s", self.drain_window_s, allow_zero=True)
         _check_positive("external_load_timeout_s", self.external_load_timeout_s)
+        _check_positive("header_timeout_s", self.header_timeout_s)
+        _check_count(
+            "max_connections_per_address", self.max_connections_per_address, allow_zero=True
+        )
         _check_count("max_body_bytes", self.max_body_bytes)
         _check_count("max_params_bytes", self.max_params_bytes)
         _check_count("max_key_bytes", self.max_key_bytes)

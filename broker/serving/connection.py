@@ -27,12 +27,12 @@ from urllib.parse import unquote
 
 import httptools
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import get_remote_addr
 from uvicorn.server import ServerState
 
 from broker.errors import BrokerError
 from broker.http.accept import accepts_event_stream
+from broker.http.guarded_protocol import Admission, ConnectionGuard, GuardedHttpToolsProtocol
 from broker.http.paths import stream_read_id
 from broker.serving.config import ServeConfig
 from broker.serving.hub import Hub
@@ -78,9 +78,11 @@ class NodeConnection(asyncio.Protocol):
     """One connection of a node (uvicorn's `http` protocol class; see serving/server.py)."""
 
     __slots__ = (
+        "_admission",
         "_app_state",
         "_buffer",
         "_config",
+        "_guard",
         "_hub",
         "_loop",
         "_paused",
@@ -100,6 +102,7 @@ class NodeConnection(asyncio.Protocol):
         *,
         hub: Hub,
         settings: ServeConfig,
+        guard: ConnectionGuard,
     ) -> None:
         self._config = config
         self._server_state = server_state
@@ -112,14 +115,23 @@ class NodeConnection(asyncio.Protocol):
         self._reader: Subscription | None = None
         self._paused = False
         self._stuck: asyncio.TimerHandle | None = None
+        self._guard = guard
+        #: The connection's slot and head deadline (broker/http/guarded_protocol.py); None once
+        #: handed over with the connection, or when the guard refused it.
+        self._admission: Admission | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        self._admission = self._guard.admit(transport)
+        if self._admission is not None:
+            self._transport = transport  # type: ignore[assignment]
+        # else: refused (answered 429 and closing); with no transport it reads nothing
 
     def data_received(self, data: bytes) -> None:
-        if self._reader is not None:
+        if self._reader is not None or self._transport is None:
             return  # a stream's client has nothing more to say (pipelined bytes are dropped)
+        if self._admission is not None:
+            self._admission.begun = True
         buffer = self._buffer = self._buffer + data
         if len(buffer) < len(_STREAM_GET):
             if not _STREAM_GET.startswith(buffer):
@@ -145,6 +157,9 @@ class NodeConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server_state.connections.discard(self)
+        if self._admission is not None:
+            self._admission.release()
+            self._admission = None
         if self._stuck is not None:
             self._stuck.cancel()
             self._stuck = None
@@ -207,6 +222,8 @@ class NodeConnection(asyncio.Protocol):
     def _serve(self, reader: Subscription) -> None:
         transport = self._transport
         assert transport is not None
+        if self._admission is not None:
+            self._admission.disarm()  # the head is complete: the stream may last for hours
         self._reader = reader
         self._server_state.connections.add(self)  # type: ignore[arg-type]
         head = [b"HTTP/1.1 200 OK\r\n"]
@@ -256,11 +273,15 @@ class NodeConnection(asyncio.Protocol):
         """Give this connection to uvicorn's protocol, replaying what it has received."""
         transport = self._transport
         assert transport is not None
-        protocol = HttpToolsProtocol(
+        # The admission moves with the connection: its head deadline keeps running.
+        admission, self._admission = self._admission, None
+        protocol = GuardedHttpToolsProtocol(
             config=self._config,
             server_state=self._server_state,
             app_state=self._app_state,
             _loop=self._loop,
+            guard=self._guard,
+            admission=admission,
         )
         buffered, self._buffer = self._buffer, b""
         transport.set_protocol(protocol)

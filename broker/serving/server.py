@@ -34,6 +34,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from broker.errors import BrokerError
 from broker.external.feeds import Feeds, shutdown_services
+from broker.http.guarded_protocol import ConnectionGuard, GuardedHttpToolsProtocol
 from broker.http.sse import new_run_id
 from broker.runtime.tasks import Supervisor
 from broker.serving.app import create_app
@@ -53,11 +54,19 @@ class RunningNode:
     (the same when the routes are not split)."""
 
     def __init__(
-        self, hub: Hub, url: str, control_url: str, server: _NodeServer, task: asyncio.Task[None]
+        self,
+        hub: Hub,
+        url: str,
+        control_url: str,
+        server: _NodeServer,
+        task: asyncio.Task[None],
+        guard: ConnectionGuard,
     ) -> None:
         self.hub = hub
         self.url = url
         self.control_url = control_url
+        #: Its connections' head deadline and per-address counts.
+        self.guard = guard
         self._server = server
         self._task = task
 
@@ -134,11 +143,13 @@ async def serving(
                 ports[1]: create_app(hub, config, role="control", node=node, extra_routes=admin),
             }
         )
-    protocol: Any = "auto"
+    # Every connection is admitted by the guard: a head deadline, and a cap per address.
+    guard = ConnectionGuard(config.header_timeout_s, config.max_connections_per_address)
+    protocol: Any = functools.partial(GuardedHttpToolsProtocol, guard=guard)
     if not config.split:
         # Stream reads are served on the connection itself (serving/connection.py); with split
         # ports the control port must not serve them, so both stay on uvicorn's protocol.
-        protocol = functools.partial(NodeConnection, hub=hub, settings=config)
+        protocol = functools.partial(NodeConnection, hub=hub, settings=config, guard=guard)
     server = _NodeServer(
         uvicorn.Config(
             app,
@@ -158,7 +169,7 @@ async def serving(
     try:
         await _until_started(server, task)
         urls = [_url(config.host, port) for port in ports]
-        yield RunningNode(hub, urls[0], urls[-1], server, task)
+        yield RunningNode(hub, urls[0], urls[-1], server, task, guard)
     finally:
         server.should_exit = True
         try:

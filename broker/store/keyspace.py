@@ -18,6 +18,8 @@ from broker.errors import BrokerError
 LAYOUT_FORMAT: Final = 1
 
 SnapshotPart = Literal["input", "shared"]
+#: What a rate limit counts: stream creations, writes.
+RateAction = Literal["streams", "writes"]
 
 # A service name appears inside the hash tag, so it must not contain a brace (a `}` would end
 # the tag early and split the service over slots); whitespace and control characters would make
@@ -118,6 +120,12 @@ class Keyspace:
         """String (with TTL): the node hosting the resource instance with digest `instance` —
         the proxy's hint for sending identical `(resource, params)` streams to one follower."""
         return self.prefix + "placement:" + _check_id("instance digest", instance)
+
+    def rate(self, action: RateAction, client: str) -> str:
+        """String (with TTL): the theoretical arrival time (ms, Redis clock) of one client's
+        requests of `action`, the state of its rate limit (broker/store/rate_limit.py).
+        `client` is the proxy's client key, e.g. `addr:203.0.113.7` (proxy/identity.py)."""
+        return f"{self.prefix}rate:{action}:{_check_id('client key', client)}"
 
 
 #: Keys whose presence marks a service in a Redis database: `meta` once a leader initialised

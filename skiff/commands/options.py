@@ -113,6 +113,20 @@ _OPTIONS: tuple[tuple[str, str, type[Any], str], ...] = (
         f"seconds to wait for requests at shutdown (default {_DEFAULTS.shutdown_timeout_s:g})",
     ),
     (
+        "--header-timeout",
+        "header_timeout_s",
+        float,
+        f"seconds a request's head may take to arrive, 408 and closed beyond "
+        f"(default {_DEFAULTS.header_timeout_s:g})",
+    ),
+    (
+        "--max-connections-per-address",
+        "max_connections_per_address",
+        int,
+        "connections open at once from one client address, 429 beyond (default 0: no cap, "
+        "a node's clients are proxies; set it on a `skiff serve` that faces clients)",
+    ),
+    (
         "--drain-window",
         "drain_window_s",
         float,

@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from broker.errors import BrokerError
+from broker.errors import BrokerError, ConfigError
+from broker.store.rate_limit import RateLimit
 from proxy import ProxyConfig, ProxyError, serve
 from skiff.commands.options import REDIS_HELP
 from skiff.commands.runtime import LOG_LEVELS, configure_logging, run_server
@@ -73,6 +74,7 @@ class ProxyCommand:
             help="seconds a stream id survives with no client connected "
             f"(default {_DEFAULTS.stream_ttl_s:g})",
         )
+        add_client_limits(parser)
         parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
         parser.add_argument("--access-log", action="store_true", help="log every request")
 
@@ -91,6 +93,7 @@ class ProxyCommand:
             options["cors_origins"] = tuple(args.cors_origins)
         configure_logging(args.log_level)
         try:
+            options.update(client_limits(args))
             # The token comes from the environment only: a command line shows in `ps`.
             config = ProxyConfig.from_env(args.redis, **options)
             run_server(serve(config, log_level=args.log_level, access_log=args.access_log))
@@ -107,6 +110,85 @@ def _services(named: list[str] | None) -> dict[str, Any]:
     if len(named) > 1:
         return {"service": None, "services": tuple(named)}
     return {"service": named[0] if named else None}
+
+
+def _env(name: str, kind: type[Any]) -> Any:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return kind(raw)
+    except ValueError as err:
+        raise SystemExit(f"skiff: ${name} must be a {kind.__name__}, got {raw!r}") from err
+
+
+def add_client_limits(parser: argparse.ArgumentParser) -> None:
+    """The client limits of docs/security.md; each flag's default comes from its variable."""
+    d = _DEFAULTS
+    group = parser.add_argument_group("client limits (docs/security.md)")
+    group.add_argument(
+        "--header-timeout",
+        type=float,
+        default=_env("SKIFF_HEADER_TIMEOUT", float) or d.header_timeout_s,
+        help="seconds a request's head may take to arrive, 408 and closed beyond "
+        f"(default: $SKIFF_HEADER_TIMEOUT, else {d.header_timeout_s:g})",
+    )
+    group.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=_env("SKIFF_MAX_CONNECTIONS_PER_ADDRESS", int),
+        help="connections open at once from one client address, 429 beyond; 0: no cap "
+        f"(default: $SKIFF_MAX_CONNECTIONS_PER_ADDRESS, else {d.max_connections_per_address})",
+    )
+    group.add_argument(
+        "--forwarded-allow-ips",
+        default=os.environ.get("SKIFF_FORWARDED_ALLOW_IPS", ""),
+        metavar="IPS",
+        help="comma-separated addresses or networks of load balancers whose X-Forwarded-For "
+        "names the client (* for any peer); default: $SKIFF_FORWARDED_ALLOW_IPS, else none: "
+        "the socket peer is the client",
+    )
+    for action, rate in (("stream", d.stream_rate), ("write", d.write_rate)):
+        what = "stream creations" if action == "stream" else "writes"
+        upper = action.upper()
+        group.add_argument(
+            f"--{action}-rate",
+            type=float,
+            default=_env(f"SKIFF_{upper}_RATE", float),
+            metavar="PER_S",
+            help=f"{what} per second per client, sustained; 0: no limit "
+            f"(default: $SKIFF_{upper}_RATE, else {rate.per_s:g})",
+        )
+        group.add_argument(
+            f"--{action}-burst",
+            type=int,
+            default=_env(f"SKIFF_{upper}_BURST", int),
+            metavar="N",
+            help=f"{what} per client at once (default: $SKIFF_{upper}_BURST, else {rate.burst})",
+        )
+
+
+def client_limits(args: argparse.Namespace) -> dict[str, Any]:
+    """ProxyConfig options from add_client_limits' flags."""
+    d = _DEFAULTS
+    options: dict[str, Any] = {
+        "header_timeout_s": args.header_timeout,
+        "forwarded_allow_ips": tuple(
+            ip.strip() for ip in args.forwarded_allow_ips.split(",") if ip.strip()
+        ),
+    }
+    if args.max_connections_per_address is not None:
+        options["max_connections_per_address"] = args.max_connections_per_address
+    try:
+        for action, rate in (("stream", d.stream_rate), ("write", d.write_rate)):
+            per_s = getattr(args, f"{action}_rate")
+            burst = getattr(args, f"{action}_burst")
+            options[f"{action}_rate"] = RateLimit(
+                rate.per_s if per_s is None else per_s, rate.burst if burst is None else burst
+            )
+    except ConfigError as err:
+        raise SystemExit(f"skiff: {err}") from err
+    return options
 
 
 COMMAND = ProxyCommand()
