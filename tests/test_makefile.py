@@ -21,9 +21,12 @@ TEST = "install -e '.[dev,test]'"
 
 
 def planned(target: str, venv: Path) -> str:
+    # Under `make test` this runs inside a make: its MAKELEVEL/MAKEFLAGS would make the inner one
+    # print "Entering directory" lines around the plan (as CI's did).
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKELEVEL", "MAKEFLAGS", "MFLAGS"}}
     done = subprocess.run(
-        ["make", "-n", f"VENV={venv}", target],
-        cwd=ROOT, capture_output=True, text=True, timeout=20, check=True,
+        ["make", "--no-print-directory", "-n", f"VENV={venv}", target],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=20, check=True,
     )  # fmt: skip
     return done.stdout
 
