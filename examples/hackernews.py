@@ -10,6 +10,11 @@ Shared:   ranked   [-upvotes, post_id] -> [post with "upvotes" and "author_name"
 Resources: posts {limit, session_id}: the top `limit` posts, each flagged "upvoted" for the
            session's user; session {session_id}: who is logged in.
 
+With identity tokens on (`make dev` turns them on, docs/security.md), the user comes from the
+token, not from params: `posts` (public: anyone may read the ranking) flags the posts the
+token's `sub` upvoted, and `session` answers 403 for a session that is not the caller's. With
+auth off (`skiff serve`, Skip's clients) both trust `session_id` as before.
+
 Run it:  skiff serve examples.hackernews:service   (or `make dev` for the whole cluster)
 """
 
@@ -22,6 +27,7 @@ from graph import (
     Context,
     Count,
     EagerCollection,
+    ForbiddenError,
     Mapper,
     Resource,
     Service,
@@ -75,6 +81,18 @@ class FlagUpvoted(Mapper):
         yield key, {**post, "upvoted": voted}
 
 
+class FlagUpvotedBy(Mapper):
+    """Adds "upvoted": whether `user` (the token's subject) upvoted the post."""
+
+    def __init__(self, upvoters: EagerCollection, user: str) -> None:
+        self.upvoters = upvoters
+        self.user = user
+
+    def map_entry(self, key: Any, values: Values) -> Iterator[tuple[Any, Any]]:
+        post = values.get_unique()
+        yield key, {**post, "upvoted": self.user in self.upvoters.get_array(post["id"])}
+
+
 class SessionUser(Mapper):
     def __init__(self, users: EagerCollection) -> None:
         self.users = users
@@ -94,6 +112,9 @@ def _session_id(params: Any) -> Any:
 
 
 class TopPosts(Resource):
+    # The ranking is for everyone; a token only adds the caller's own "upvoted" flags.
+    public = True
+
     def __init__(self, params: Any) -> None:
         if not isinstance(params, dict):
             raise ValueError('params must be an object like {"limit": 10}')
@@ -107,6 +128,9 @@ class TopPosts(Resource):
         self, collections: Mapping[str, EagerCollection], context: Context
     ) -> EagerCollection:
         top = collections["ranked"].take(self.limit)
+        user = context.claims.get("sub")
+        if user is not None:
+            return top.map(FlagUpvotedBy, collections["upvoters"], user)
         if self.session_id is None:
             return top
         return top.map(
@@ -116,6 +140,10 @@ class TopPosts(Resource):
 
 class CurrentSession(Resource):
     def __init__(self, params: Any) -> None:
+        # With a token, the session defaults to the caller's own.
+        user = self.claims.get("sub")
+        if isinstance(params, dict) and "session_id" not in params and user is not None:
+            params = {"session_id": f"session-{user}"}
         if not isinstance(params, dict) or not isinstance(params.get("session_id"), str):
             raise ValueError('params must be {"session_id": "..."}')
         self.session_id = params["session_id"]
@@ -124,6 +152,13 @@ class CurrentSession(Resource):
         self, collections: Mapping[str, EagerCollection], context: Context
     ) -> EagerCollection:
         sessions = collections["sessions"]
+        user = context.claims.get("sub")
+        if user is not None:
+            # A read of the shared collection: tracked, so a session given to someone else
+            # later rebuilds (and refuses) the instance.
+            session = sessions.get_unique(self.session_id, default=None)
+            if not isinstance(session, dict) or session.get("user") != user:
+                raise ForbiddenError(f"session {self.session_id!r} is not yours")
         return sessions.slice(self.session_id, self.session_id).map(
             SessionUser, collections["users"]
         )

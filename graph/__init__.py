@@ -7,6 +7,7 @@ from graph.context import Context
 from graph.engine import Engine
 from graph.errors import (
     CycleError,
+    ForbiddenError,
     GraphError,
     InvalidWriteError,
     KeyLookupError,
@@ -36,6 +37,7 @@ __all__ = [
     "Entry",
     "ExternalCallbacks",
     "ExternalService",
+    "ForbiddenError",
     "GraphError",
     "InvalidWriteError",
     "KeyLookupError",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from graph.claims import ClaimsAttribute
 
 if TYPE_CHECKING:
     from graph.collections import EagerCollection
@@ -52,7 +54,20 @@ class LazyCompute:
 
 class Resource:
     """A parameterised live query. The constructor receives the client's JSON params and may
-    raise to reject them; `instantiate` builds the resource's collection from the shared ones."""
+    raise to reject them; `instantiate` builds the resource's collection from the shared ones.
+
+    With identity tokens configured (docs/security.md), a request for a resource needs a valid
+    token unless the class says `public = True`. The verified claims of the request are
+    `self.claims` in the constructor and `context.claims` in `instantiate` (empty with auth
+    off, or for an anonymous request of a public resource); what is read of them decides which
+    requests share an instance (graph/claims.py). Raise graph.ForbiddenError to refuse params
+    the caller may not see (HTTP 403).
+    """
+
+    #: Whether requests without a token may read this resource when auth is on.
+    public: ClassVar[bool] = False
+    #: The claims of the request being built (graph/claims.py); read-only.
+    claims = ClaimsAttribute()
 
     def __init__(self, params: Any) -> None:
         self.params = params

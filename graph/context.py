@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from graph.claims import current_claims
 from graph.collections import EagerCollection
 from graph.errors import UserCodeError
 from graph.json_extract import json_extract
@@ -19,6 +21,13 @@ class Context:
 
     def __init__(self, engine: Host) -> None:
         self._engine = engine
+
+    @property
+    def claims(self) -> Mapping[str, Any]:
+        """The verified claims of the request whose instance is being built, as a read-only
+        mapping; what `instantiate` reads of it keys the instance (graph/claims.py). Empty
+        with auth off, for an anonymous request, and outside a resource's build."""
+        return current_claims()
 
     def create_lazy_collection(self, compute: type[ComputeFn], *args: Any) -> LazyCollection:
         try:

@@ -289,10 +289,15 @@ class Engine:
         return len(self._collection(name))
 
     # -- resource instances ----------------------------------------------------------------------
-    def instantiate(self, resource: str, params: Any) -> ResourceInstance:
+    def instantiate(
+        self, resource: str, params: Any, claims: Mapping[str, Any] | None = None
+    ) -> ResourceInstance:
         """The live instance of (resource, params), shared and refcounted (graph/registry.py).
-        Raises UnknownResourceError, or ParamsRejectedError when the resource refuses."""
-        return self._instances.instantiate(resource, params)
+        `claims`: the verified identity claims of the request (None with auth off); instances
+        whose build read claims are shared only by requests with the same values of what they
+        read. Raises UnknownResourceError, ParamsRejectedError when the resource refuses, or
+        ForbiddenError when it refuses this caller."""
+        return self._instances.instantiate(resource, params, claims)
 
     def release(self, inst: ResourceInstance) -> None:
         self._instances.release(inst)

@@ -33,6 +33,13 @@ class ParamsRejectedError(GraphError):
     """A resource refused its parameters (its constructor or instantiate raised)."""
 
 
+class ForbiddenError(GraphError):
+    """A resource refused the request for the identity it came with (HTTP 403): raised by a
+    resource's constructor or `instantiate` after reading `claims`, e.g. for a session that is
+    not the caller's. Unlike other exceptions of user code it is not turned into
+    ParamsRejectedError."""
+
+
 class UserCodeError(GraphError):
     """User code (a mapper, reducer or lazy compute) raised; the tick was rolled back."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,7 @@ from graph.keys import hkey, unkey
 
 if TYPE_CHECKING:
     from graph.changeset import Entry
+    from graph.claims import ClaimReads
     from graph.instance_reads import InstanceReads
     from graph.lazy import LazyCollection
     from graph.node import Node
@@ -29,6 +31,13 @@ class ResourceInstance:
     #: What `instantiate` read of the shared collections (None when it read nothing): a change
     #: there rebuilds the instance.
     reads: InstanceReads | None = None
+    #: The claims of the request that built it (None: auth off); a rebuild runs with them.
+    claims: Mapping[str, Any] | None = None
+    #: What its build read of those claims (graph/claims.py): requests whose claims give the
+    #: same values share it; () when it read none, and it is shared by every request.
+    claim_reads: ClaimReads = ()
+    #: Whether requests with other claims than `claims` share it (graph/registry.py).
+    mixed: bool = False
 
     def entries(self) -> list[Entry]:
         """The whole content in key order."""

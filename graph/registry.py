@@ -6,6 +6,13 @@ collection created meanwhile; they belong to the instance and are freed with it 
 or slice handed out again is captured too: the instance holds one of its references). Reads of
 shared collections made meanwhile are tracked (graph/instance_reads.py): when one changes, the
 instance is built again inside the tick, and the tick reports the difference as its change.
+
+A request may come with verified claims (graph/claims.py). An instance whose build read none is
+shared by every request with its params, as before; one that read some is reused only by
+requests whose claims give the same values (graph/instance_keys.py). A rebuild runs with the
+claims the instance was built with; if it comes to read a claim its first build did not, and
+requests with other claims share it, it fails (its readers reconnect and get instances of their
+own) rather than show one user's view to another.
 """
 
 from __future__ import annotations
@@ -16,9 +23,17 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from graph.changeset import Entry
+from graph.claims import ClaimReads, TrackedClaims, building_with
 from graph.collections import EagerCollection
-from graph.errors import GraphError, NotJsonError, ParamsRejectedError, UnknownResourceError
+from graph.errors import (
+    ForbiddenError,
+    GraphError,
+    NotJsonError,
+    ParamsRejectedError,
+    UnknownResourceError,
+)
 from graph.instance import ResourceInstance
+from graph.instance_keys import ClaimVariants, Key, index, reads_more, unindex
 from graph.instance_reads import InstanceReads, content_before_tick, difference, reading_as
 from graph.keys import check_json
 from graph.lazy import LazyCollection
@@ -30,7 +45,7 @@ if TYPE_CHECKING:
     from graph.tick import Tick
 
 Owned = Node | LazyCollection
-_Built = tuple[Node, list[Owned], InstanceReads | None]
+_Built = tuple[Node, list[Owned], InstanceReads | None, ClaimReads]
 
 
 class Instances:
@@ -47,21 +62,30 @@ class Instances:
         self._context = context
         self._handles = handles
         self._tick = tick
-        self._live: dict[tuple[str, bytes], ResourceInstance] = {}
+        # Instances that read no claims directly (the common case: one dict lookup), those that
+        # did as the variants of their (resource, params).
+        self._live: dict[Key, ResourceInstance | ClaimVariants] = {}
         # output node id -> the instance it is the output of; when several instances share
         # one output node (see operators.SharedOperator), a dict of them used as a set.
         self._by_output: dict[int, ResourceInstance | dict[ResourceInstance, None]] = {}
         self._ids = 0
+        self._count = 0
         self._capture: list[Owned] | None = None
         self._free_later: list[list[Owned]] = []
         # Instances whose reads changed in the open tick, in the order they did.
         self._stale: dict[ResourceInstance, None] = {}
 
     def __len__(self) -> int:
-        return len(self._live)
+        return self._count
 
     def all(self) -> list[ResourceInstance]:
-        return list(self._live.values())
+        out: list[ResourceInstance] = []
+        for entry in self._live.values():
+            if isinstance(entry, ResourceInstance):
+                out.append(entry)
+            else:
+                out.extend(entry)
+        return out
 
     def building(self) -> bool:
         """Whether an instance is being built (its user code runs)."""
@@ -74,7 +98,11 @@ class Instances:
             self._capture.append(item)
 
     # -- creating and freeing ----------------------------------------------------------------
-    def instantiate(self, resource: str, params: Any) -> ResourceInstance:
+    def instantiate(
+        self, resource: str, params: Any, claims: Mapping[str, Any] | None = None
+    ) -> ResourceInstance:
+        """The instance of (resource, params) for a request with `claims` (None: auth is off,
+        claims cannot matter): an existing one when sharing it cannot leak, else a new one."""
         cls = self._service.resources.get(resource)
         if cls is None:
             raise UnknownResourceError(f"unknown resource {resource!r}")
@@ -83,21 +111,28 @@ class Instances:
             canonical = orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
         except (NotJsonError, TypeError) as err:
             raise ParamsRejectedError(f"params are not JSON: {err}") from err
-        existing = self._live.get((resource, canonical))
-        if existing is not None:
-            existing.refs += 1
-            return existing
+        entry = self._live.get((resource, canonical))
+        if entry is not None:
+            existing = entry if isinstance(entry, ResourceInstance) else entry.find(claims)
+            if existing is not None:
+                existing.refs += 1
+                if claims is not existing.claims and claims != existing.claims:
+                    existing.mixed = True
+                return existing
         if self._tick() is not None:
             raise GraphError("cannot instantiate a resource during a tick")
-        output, captured, reads = self._build(resource, params)
+        output, captured, reads, claim_reads = self._build(resource, params, claims)
         self._ids += 1
         # orjson's result keeps its 4 KB output buffer: an exact-size copy, since every live
         # instance keeps its canonical params.
         canonical = bytes(memoryview(canonical))
         inst = ResourceInstance(id=self._ids, resource=resource, params=params,
                                 canonical_params=canonical, output=output)  # fmt: skip
+        if claims is not None:
+            inst.claims, inst.claim_reads = claims, claim_reads
         self._adopt(inst, output, captured, reads)
-        self._live[(resource, canonical)] = inst
+        index(self._live, inst)
+        self._count += 1
         return inst
 
     def release(self, inst: ResourceInstance) -> None:
@@ -106,8 +141,8 @@ class Instances:
         inst.refs -= 1
         if inst.refs > 0:
             return
-        if self._live.get((inst.resource, inst.canonical_params)) is inst:
-            del self._live[(inst.resource, inst.canonical_params)]
+        self._count -= 1
+        unindex(self._live, inst, inst.claim_reads)
         self._unmap(inst)
         self._stale.pop(inst, None)
         if inst.reads is not None:
@@ -142,19 +177,30 @@ class Instances:
             inst = next(iter(self._stale))
             del self._stale[inst]
             before = content_before_tick(inst.output)
-            old = (inst.output, inst.nodes, inst.lazies, inst.reads)
+            old = (inst.output, inst.nodes, inst.lazies, inst.reads, inst.claim_reads)
             assert inst.reads is not None
             inst.reads.instance = None
             inst.reads.drop(tick)
             try:
-                output, captured, reads = self._build(inst.resource, inst.params)
-            except ParamsRejectedError as err:
+                output, captured, reads, claim_reads = self._build(
+                    inst.resource, inst.params, inst.claims
+                )
+                if inst.mixed and reads_more(claim_reads, inst.claim_reads):
+                    _discard(captured, reads)
+                    raise ParamsRejectedError(
+                        "its build now reads claims that not every reader shares; open it again"
+                    )
+            except (ParamsRejectedError, ForbiddenError) as err:
                 failed[inst.id] = str(err)
                 inst.reads = None
                 tick.journal.append((self._restore, (inst, *old, None)))
                 continue
             self._unmap(inst)
             self._adopt(inst, output, captured, reads)
+            if claim_reads != inst.claim_reads:
+                unindex(self._live, inst, inst.claim_reads)
+                inst.claim_reads = claim_reads
+                index(self._live, inst)
             retired: list[Owned] = [*old[1], *old[2]]
             self._free_later.append(retired)
             tick.journal.append((self._restore, (inst, *old, retired)))
@@ -170,6 +216,7 @@ class Instances:
         nodes: tuple[Node, ...],
         lazies: tuple[LazyCollection, ...],
         reads: InstanceReads | None,
+        claim_reads: ClaimReads,
         retired: list[Owned] | None,
     ) -> None:
         """Undo of a rebuild (`retired`: the old build, None when the rebuild failed): the new
@@ -178,6 +225,10 @@ class Instances:
             self._free_later.remove(retired)
             self._unmap(inst)
             free([*inst.nodes, *inst.lazies])
+        if claim_reads != inst.claim_reads:
+            unindex(self._live, inst, inst.claim_reads)
+            inst.claim_reads = claim_reads
+            index(self._live, inst)
         inst.output, inst.nodes, inst.lazies, inst.reads = output, nodes, lazies, reads
         if reads is not None:
             reads.instance = inst
@@ -201,20 +252,27 @@ class Instances:
         return instances
 
     # -- internals -------------------------------------------------------------------------
-    def _build(self, resource: str, params: Any) -> _Built:
-        """Run the resource's code: its output, what it built and what it read."""
+    def _build(self, resource: str, params: Any, claims: Mapping[str, Any] | None) -> _Built:
+        """Run the resource's code: its output, what it built, what it read of the shared
+        collections and of the claims. A ForbiddenError of the resource's passes through."""
         cls = self._service.resources[resource]
         captured: list[Owned] = []
         reads = InstanceReads(self)
+        view = None if claims is None else TrackedClaims(claims)
         self._capture = captured
         try:
             try:
-                obj = cls(params)
+                with building_with(view):
+                    obj = cls(params)
+            except ForbiddenError:
+                raise
             except Exception as err:
                 raise ParamsRejectedError(_reason(err)) from err
             try:
-                with reading_as(reads):
+                with building_with(view), reading_as(reads):
                     out = obj.instantiate(self._handles(), self._context)
+            except ForbiddenError:
+                raise
             except Exception as err:
                 raise ParamsRejectedError(_reason(err)) from err
             if not isinstance(out, EagerCollection):
@@ -227,7 +285,8 @@ class Instances:
             free(captured)
             raise
         self._capture = None
-        return out.node, captured, None if reads.empty else reads
+        claim_reads = () if view is None else view.reads()
+        return out.node, captured, None if reads.empty else reads, claim_reads
 
     def _adopt(
         self,
@@ -264,6 +323,13 @@ class Instances:
             owner.pop(inst, None)
             if len(owner) == 1:
                 self._by_output[node_id] = next(iter(owner))
+
+
+def _discard(captured: list[Owned], reads: InstanceReads | None) -> None:
+    """Drop a build that will not be used (as _build does when user code raises)."""
+    if reads is not None:
+        reads.drop(None)
+    free(captured)
 
 
 def _reason(err: Exception) -> str:

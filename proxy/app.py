@@ -14,9 +14,13 @@
 
 Security: with a control token configured, PATCH, DELETE and admin routes need
 `Authorization: Bearer <token>` (401 otherwise, checked before anything is forwarded; compared
-in constant time). Nodes are only ever reached at the URLs they registered. Request bodies are
-bounded (413). CORS headers are added only for the configured origins. Every error the proxy
-produces itself is `{"error": message}`; a node's replies are relayed with their status.
+in constant time). With identity tokens configured, a token presented is verified here (401
+before anything is forwarded), writes need its scope, a stream is its creator's
+(proxy/streams.py), and the token is passed on to the node, which verifies it again
+(broker/http/access.py). Nodes are only ever reached at the URLs they registered. Request
+bodies are bounded (413). CORS headers are added only for the configured origins. Every error
+the proxy produces itself is `{"error": message}`; a node's replies are relayed with their
+status.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker.http.accept import accepts_event_stream
-from broker.http.auth import ControlToken
+from broker.http.access import Caller
 from broker.http.bodies import read_body
 from broker.http.errors import HttpError, error_response, shared_handlers
 from broker.http.paths import stream_read_id
@@ -43,7 +47,7 @@ from broker.store.keyspace import RateAction
 from proxy import routing
 from proxy.errors import NodeUnavailableError, NoNodeError
 from proxy.gateway import Gateway
-from proxy.identity import AddressIdentity, ClientIdentity
+from proxy.identity import AddressIdentity, ClientIdentity, subject_key
 from proxy.passthrough import StreamRelay
 from proxy.streams import Opened
 from proxy.upstream import Reply, segment
@@ -128,7 +132,8 @@ class _StreamReads:
     async def __call__(self, stream_id: str, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
         try:
-            response = await self._endpoints.open_stream(stream_id, headers)
+            query = scope.get("query_string", b"").decode("latin-1")
+            response = await self._endpoints.open_stream(stream_id, headers, query)
         except HttpError as err:
             response = error_response(err.status, err.message)
         if isinstance(response, StreamRelay):
@@ -162,13 +167,18 @@ class _Endpoints:
     def __init__(self, gateway: Gateway, identity: ClientIdentity | None) -> None:
         self._gateway = gateway
         self._config = gateway.config
-        self._token = ControlToken(gateway.config.control_token)
-        self._identity = identity or AddressIdentity(self._token)
+        self._access = gateway.access
+        self._identity = identity or AddressIdentity(self._access.control)
 
-    async def _within_rate(self, action: RateAction, request: Request) -> None:
+    async def _within_rate(self, action: RateAction, request: Request, caller: Caller) -> None:
         """429 with Retry-After when the client is over its `action` limit: checked before the
-        body is read or anything is forwarded, so a refused request costs no node anything."""
-        verdict = await self._gateway.rates.check(action, self._identity(request))
+        body is read or anything is forwarded, so a refused request costs no node anything.
+        A verified user counts as themselves wherever they connect from; anyone else by
+        address; the operator (control token) not at all."""
+        if caller.operator:
+            return
+        key = subject_key(caller.subject) if caller.subject else self._identity(request)
+        verdict = await self._gateway.rates.check(action, key)
         if not verdict.allowed:
             self._gateway.metrics.rate_limited.labels(action).inc()
             raise HttpError(
@@ -198,7 +208,7 @@ class _Endpoints:
         return await self._gateway.metrics.endpoint(request)
 
     async def nodes(self, request: Request) -> Response:
-        self._token.require(request.headers)
+        self._access.require_operator(await self._access.caller(request.headers, cookie=False))
         cluster = self._gateway.membership.cluster
         return JSONResponse(
             {
@@ -222,36 +232,44 @@ class _Endpoints:
         )
 
     async def patch_input(self, request: Request) -> Response:
-        self._token.require(request.headers)
-        await self._within_rate("writes", request)
+        collection = request.path_params["collection"]
+        caller = await self._access.caller(request.headers, cookie=False)
+        self._access.require_write(caller, collection)
+        await self._within_rate("writes", request, caller)
         body = await read_body(request, self._config.max_body_bytes)
         key = request.headers.get("idempotency-key") or None
-        reply = await self._gateway.writes.patch(request.path_params["collection"], body, key)
+        reply = await self._gateway.writes.patch(collection, body, key, caller.token)
         return _relay(reply)
 
     async def create_stream(self, request: Request) -> Response:
-        await self._within_rate("streams", request)
+        caller = await self._access.caller(request.headers)
+        await self._within_rate("streams", request, caller)
         body = await read_body(request, self._config.max_body_bytes)
         try:
             params = loads(body) if body.strip() else {}
         except JsonDecodeError as err:
             raise HttpError(400, f"malformed JSON: {err}") from err
         reply = await self._gateway.streams.create(
-            request.path_params["resource"], body if body.strip() else b"{}", params
+            request.path_params["resource"], body if body.strip() else b"{}", params, caller
         )
         return _relay(reply)
 
-    async def open_stream(self, stream_id: str, headers: Headers) -> Response | StreamRelay:
+    async def open_stream(
+        self, stream_id: str, headers: Headers, query: str = ""
+    ) -> Response | StreamRelay:
         if not accepts_event_stream(headers.get("accept", "")):
             raise HttpError(406, "streams are served as text/event-stream only")
-        opened = await self._gateway.streams.open(stream_id, headers.get("last-event-id"))
+        caller = await self._access.caller(headers, query, in_query=True)
+        opened = await self._gateway.streams.open(
+            stream_id, headers.get("last-event-id"), caller
+        )
         if isinstance(opened, Reply):
             return _relay(opened)
         return self._relay_stream(stream_id, opened)
 
     async def delete_stream(self, request: Request) -> Response:
-        self._token.require(request.headers)
-        return _relay(await self._gateway.streams.delete(request.path_params["stream_id"]))
+        caller = await self._access.caller(request.headers, cookie=False)
+        return _relay(await self._gateway.streams.delete(request.path_params["stream_id"], caller))
 
     async def snapshot(self, request: Request) -> Response:
         path = f"/v1/snapshot/{segment(request.path_params['resource'])}"
@@ -262,6 +280,7 @@ class _Endpoints:
         return await self._read(request, path)
 
     async def _read(self, request: Request, path: str) -> Response:
+        caller = await self._access.caller(request.headers)
         body = await read_body(request, self._config.max_body_bytes)
         tried: set[str] = set()
         for _ in range(_READ_ATTEMPTS):
@@ -272,8 +291,9 @@ class _Endpoints:
             try:
                 upstream = self._gateway.upstream
                 reply = await upstream.request(
-                    node, "POST", path, content=body, headers=upstream.read_headers()
-                )
+                    node, "POST", path, content=body, headers=upstream.read_headers(),
+                    user_token=caller.token,
+                )  # fmt: skip
             except NodeUnavailableError:
                 # Reads change nothing: another node may answer instead.
                 self._gateway.metrics.upstream_errors.labels(node.node_id).inc()

@@ -10,6 +10,7 @@ from typing import Any
 
 from broker.errors import ConfigError
 from broker.http.client_address import TrustedForwarders
+from broker.http.jwt_config import JwtConfig
 from broker.store.keyspace import Keyspace, KeyspaceError
 from broker.store.rate_limit import RateLimit
 from broker.store.redis_url import parse_redis_url
@@ -27,7 +28,9 @@ class ProxyConfig:
 
     `service` names the keyspace (`skiff:{service}:...`); None lets `skiff proxy` discover the
     only service present in Redis. `control_token` is never part of the repr, so logging a
-    config never leaks it. `cors_origins` empty means no CORS headers at all.
+    config never leaks it. `cors_origins` empty means no CORS headers at all. `jwt`: identity
+    tokens, verified here as at the nodes (configure both alike). `demo_signing_key`: the
+    example app's login (proxy/demo_login.py) signs tokens with it; never set in production.
     """
 
     redis_url: str
@@ -41,6 +44,8 @@ class ProxyConfig:
     #: control requests to 8081 and reads streams on 8080).
     control_port: int | None = None
     control_token: str | None = field(default=None, repr=False)
+    jwt: JwtConfig = field(default_factory=JwtConfig)
+    demo_signing_key: str | None = field(default=None, repr=False)
     max_body_bytes: int = MIB
     cors_origins: tuple[str, ...] = ()
     #: How often membership (the nodes index, their records and the lease) is re-read.
@@ -97,6 +102,11 @@ class ProxyConfig:
                 raise ProxyConfigError("control_port must differ from port")
         if self.control_token is not None and not self.control_token.strip():
             raise ProxyConfigError("control_token must not be blank")
+        if self.demo_signing_key is not None and self.demo_signing_key != self.jwt.secret:
+            raise ProxyConfigError(
+                "SKIFF_DEMO_SIGNING_KEY needs SKIFF_JWT_SECRET set to the same key "
+                "(the tokens the demo login signs are verified with it)"
+            )
         if isinstance(self.max_body_bytes, bool) or self.max_body_bytes < 1:
             raise ProxyConfigError(f"max_body_bytes must be >= 1, got {self.max_body_bytes!r}")
         for origin in self.cors_origins:
@@ -134,14 +144,21 @@ class ProxyConfig:
         cls, redis_url: str, *, environ: Mapping[str, str] | None = None, **options: Any
     ) -> ProxyConfig:
         """A config whose secrets and deployment settings come from the environment:
-        `SKIFF_CONTROL_TOKEN` (never from the command line, where `ps` would show it) and
-        `SKIFF_CORS_ORIGINS` (comma-separated), unless `options` sets the latter."""
+        `SKIFF_CONTROL_TOKEN`, `SKIFF_JWT_SECRET` and `SKIFF_DEMO_SIGNING_KEY` (never from the
+        command line, where `ps` would show them), `SKIFF_CORS_ORIGINS` (comma-separated) and
+        the other `SKIFF_JWT_*` settings, unless `options` sets them."""
         env = os.environ if environ is None else environ
         token = env.get("SKIFF_CONTROL_TOKEN") or None
         if "cors_origins" not in options:
             raw = env.get("SKIFF_CORS_ORIGINS", "")
             options["cors_origins"] = tuple(o.strip() for o in raw.split(",") if o.strip())
-        return cls(redis_url=redis_url, control_token=token, **options)
+        if "jwt" not in options:
+            try:
+                options["jwt"] = JwtConfig.from_env(env)
+            except ConfigError as err:
+                raise ProxyConfigError(str(err)) from err
+        demo = env.get("SKIFF_DEMO_SIGNING_KEY") or None
+        return cls(redis_url=redis_url, control_token=token, demo_signing_key=demo, **options)
 
 
 def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:

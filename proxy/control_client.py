@@ -222,8 +222,9 @@ class ControlClient:
 
 
 def header_safe(value: str) -> bool:
-    """Whether a header value can be copied into a request (no line breaks, no controls)."""
-    return len(value) <= 1024 and value.isascii() and value.isprintable()
+    """Whether a header value can be copied into a request (no line breaks, no controls; at
+    most 8 KiB, the longest identity token accepted)."""
+    return len(value) <= 8 * 1024 and value.isascii() and value.isprintable()
 
 
 def _encode(

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from redis.asyncio import Redis
 
+from broker.http.access import Access
 from broker.runtime.tasks import Supervisor
 from broker.store.connection import close_client, connect
 from broker.store.discovery import find_services
@@ -53,6 +54,8 @@ _DEPARTURE_GRACE_S = 2.0
 class Gateway:
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
+        #: Who may do what: the control token and identity tokens (broker/http/access.py).
+        self.access = Access(config.control_token, config.jwt)
         self.metrics = ProxyMetrics()
         #: Set at shutdown: every relayed stream ends (its client reconnects elsewhere).
         self.stopping = asyncio.Event()
@@ -164,7 +167,9 @@ class Gateway:
                 observe=lambda method, s: self.metrics.upstream_seconds.labels(method).observe(s),
             )
             self._stack.push_async_callback(self._upstream.aclose)
-            self._streams = StreamService(self._membership, registry, self._upstream, self.metrics)
+            self._streams = StreamService(
+                self._membership, registry, self._upstream, self.metrics, self.access
+            )
             self._writes = WriteForwarder(
                 self._membership, self._upstream, self.metrics, leader_wait_s=config.leader_wait_s
             )

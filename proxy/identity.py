@@ -9,15 +9,16 @@ before the app runs). An IPv6 client counts by its /64 (broker/http/client_addre
 A request carrying the control token is the operator's (a backend, an admin tool), not a
 client's: it is not limited, as it is not refused anything else.
 
-Identities of users (a verified token's `sub`) plug in here: a `ClientIdentity` that returns
-`sub:<sub>` for a request whose identity it verified, and defers to `AddressIdentity` for an
-anonymous one, replaces it in `proxy/app.py`'s `create_app`. Keys are at most 200 bytes
-(broker/store/keyspace.py): a longer subject is to be hashed.
+A verified user (an identity token's `sub`, docs/security.md) counts as `sub:<sub>` wherever
+they connect from (`subject_key`; proxy/app.py decides, since it verifies the token); an
+anonymous request falls back to its address. Keys are at most 200 bytes
+(broker/store/keyspace.py): a long subject is hashed.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import hashlib
+from typing import Final, Protocol
 
 from starlette.requests import Request
 
@@ -30,6 +31,17 @@ class ClientIdentity(Protocol):
         """The client key of `request` (`addr:<address>`, `sub:<subject>`), or None when no
         client limit applies to it."""
         ...
+
+
+#: Subjects longer than this count under their digest (a key's part of the 200-byte bound).
+_LONGEST_SUBJECT: Final = 100
+
+
+def subject_key(subject: str) -> str:
+    """The client key of a verified user."""
+    if len(subject.encode()) <= _LONGEST_SUBJECT:
+        return "sub:" + subject
+    return "sub#" + hashlib.blake2b(subject.encode(), digest_size=16).hexdigest()
 
 
 class AddressIdentity:

@@ -1,6 +1,7 @@
 """StreamRegistry: where each proxied stream lives, kept in Redis so any proxy can re-home it.
 
-`stream:<id>` holds a StreamRecord (JSON: resource, params, node, created_ms) with a PX expiry:
+`stream:<id>` holds a StreamRecord (JSON: resource, params, node, created_ms, and with identity
+tokens on the `owner`: the `sub` of the token that created it, never the token) with a PX expiry:
 a stream lives, behind the proxy, as long as its record. Every proxy relaying a GET of the
 stream refreshes the expiry, so a connected stream never lapses; one nobody reads for
 `ttl` is forgotten like an idle stream on a node.
@@ -68,22 +69,25 @@ class RegistryError(ProxyError):
 
 @dataclass(frozen=True, slots=True)
 class StreamRecord:
-    """One proxied stream: the instance it subscribes to and the node hosting it now."""
+    """One proxied stream: the instance it subscribes to, the node hosting it now, and whose
+    it is (None: created without a token). Moving it keeps the owner."""
 
     resource: str
     params: Json
     node_id: str
     created_ms: int
+    owner: str | None = None
 
     def encode(self) -> bytes:
-        return dumps(
-            {
-                "resource": self.resource,
-                "params": self.params,
-                "node": self.node_id,
-                "created_ms": self.created_ms,
-            }
-        )
+        record: dict[str, Json] = {
+            "resource": self.resource,
+            "params": self.params,
+            "node": self.node_id,
+            "created_ms": self.created_ms,
+        }
+        if self.owner is not None:
+            record["owner"] = self.owner
+        return dumps(record)
 
     @classmethod
     def decode(cls, data: bytes) -> StreamRecord:
@@ -94,7 +98,10 @@ class StreamRecord:
                 raise TypeError("resource and node must be strings")
             if not isinstance(created, int) or isinstance(created, bool):
                 raise TypeError("created_ms must be an integer")
-            return cls(resource, raw["params"], node, created)
+            owner = raw.get("owner")
+            if owner is not None and not isinstance(owner, str):
+                raise TypeError("owner must be a string")
+            return cls(resource, raw["params"], node, created, owner)
         except (KeyError, TypeError) as err:
             raise CodecError(f"not a stream record: {err}") from err
 

@@ -28,6 +28,7 @@ from typing import Any
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from broker.http import redaction
 from broker.http.client_address import TrustedForwarders
 from broker.http.guarded_protocol import ConnectionGuard, GuardedHttpToolsProtocol
 from broker.store.connection import close_client, connect, redacted
@@ -79,6 +80,8 @@ async def serving(
     config: ProxyConfig, *, log_level: str | None = None, access_log: bool = False
 ) -> AsyncIterator[RunningProxy]:
     """Serve until the block exits (or a signal stops the server first)."""
+    # A stream URL may carry `?access_token=`: no log line may show it.
+    redaction.install()
     # Bound first: a port in use fails here, in one line, before Redis is even reached.
     sockets = [_listen(config.host, config.port)]
     try:

@@ -15,6 +15,11 @@ stream forgot it (idle expiry, restart): it is recreated in place.
 
 A live stream id therefore never answers 404 because its follower died: 404 means the id was
 never minted, was deleted, or nobody read it for the registry TTL.
+
+With identity tokens on, the record keeps the creator's `sub` as the stream's owner: a read or
+delete by another identity is answered 404 here, before any node is asked (broker/http/access.py
+says why 404), and every request for the stream — its re-creation on a new node included —
+carries the caller's token to the node, which checks it again and builds from its claims.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
+from broker.http.access import Access, Caller
 from broker.http.errors import HttpError
 from broker.http.sse import parse_event_id
 from broker.json_bytes import dumps
@@ -61,14 +67,18 @@ class StreamService:
         registry: StreamRegistry,
         upstream: Upstream,
         metrics: ProxyMetrics,
+        access: Access | None = None,
     ) -> None:
         self._membership = membership
         self._registry = registry
         self._upstream = upstream
         self._metrics = metrics
+        self._access = access or Access(None)
         self._ledger = routing.PlacementLedger()
 
-    async def create(self, resource: str, body: bytes, params: Json) -> Reply:
+    async def create(
+        self, resource: str, body: bytes, params: Json, caller: Caller | None = None
+    ) -> Reply:
         """`POST /v1/streams/{resource}`: 201 with the new id, or the node's error reply."""
         digest = instance_digest(resource, params)
         preferred = await _registry_call(self._registry.placement(digest))
@@ -90,7 +100,9 @@ class StreamService:
                 raise
             stream_id = stream_ids.mint(node.node_id)
             try:
-                reply = await self._upstream.create_stream(node, resource, body, stream_id)
+                reply = await self._upstream.create_stream(
+                    node, resource, body, stream_id, caller.token if caller else None
+                )
             except NodeUnavailableError as err:
                 self._unavailable(node, err.reason)
                 tried.add(node.node_id)
@@ -106,7 +118,8 @@ class StreamService:
                 continue
             if reply.status != 201:
                 return reply
-            record = StreamRecord(resource, params, node.node_id, now_ms())
+            owner = caller.subject if caller else None
+            record = StreamRecord(resource, params, node.node_id, now_ms(), owner)
             try:
                 await self._registry.put(stream_id, record, digest)
             except RegistryError as err:
@@ -120,21 +133,27 @@ class StreamService:
             return full
         raise HttpError(503, "no follower could create the stream")
 
-    async def open(self, stream_id: str, last_event_id: str | None) -> Opened | Reply:
+    async def open(
+        self, stream_id: str, last_event_id: str | None, caller: Caller | None = None
+    ) -> Opened | Reply:
         """`GET /v1/streams/{id}`: an open 200 stream, or an error reply to relay."""
         parsed = _parse(stream_id)
         record = await _registry_call(self._registry.get(stream_id))
+        token = caller.token if caller else None
         if record is None:
-            return await self._open_unregistered(parsed, last_event_id)
+            return await self._open_unregistered(parsed, last_event_id, token)
+        self._access.require_stream(caller or Caller(), stream_id, record.owner)
         since = parse_event_id(last_event_id) if last_event_id else None
         tried: set[str] = set()
         for _ in range(_OPEN_ATTEMPTS):
             node = routing.find(self._membership.cluster, record.node_id)
             if node is None or node.node_id in tried:
-                record = await self._rehome(stream_id, record, tried, since)
+                record = await self._rehome(stream_id, record, tried, since, token)
                 continue
             try:
-                response = await self._upstream.open_stream(node, stream_id, last_event_id)
+                response = await self._upstream.open_stream(
+                    node, stream_id, last_event_id, token
+                )
             except NodeUnavailableError as err:
                 self._unavailable(node, err.reason)
                 tried.add(node.node_id)
@@ -145,7 +164,7 @@ class StreamService:
             if response.status == 404:
                 # The node forgot the stream (idle expiry, restart): recreate it where it is.
                 try:
-                    await self._ensure_created(node, stream_id, record)
+                    await self._ensure_created(node, stream_id, record, token)
                 except NodeUnavailableError as err:
                     self._unavailable(node, err.reason)
                     tried.add(node.node_id)
@@ -157,17 +176,21 @@ class StreamService:
             return Reply(response.status, body, response.headers.get("content-type"))
         raise HttpError(503, f"no follower could serve stream {stream_id}")
 
-    async def delete(self, stream_id: str) -> Reply:
+    async def delete(self, stream_id: str, caller: Caller | None = None) -> Reply:
         """`DELETE /v1/streams/{id}`: removed from its node and from the registry."""
         parsed = _parse(stream_id)
         record = await _registry_call(self._registry.get(stream_id))
+        caller = caller or Caller()
+        self._access.require_stream(
+            caller, stream_id, record.owner if record else None, deleting=True
+        )
         node_id = record.node_id if record is not None else parsed.node_id
         node = self._membership.cluster.nodes.get(node_id)
         reply: Reply | None = None
         if node is not None and node.url is not None:
             try:
                 reply = await self._upstream.request(
-                    node, "DELETE", f"/v1/streams/{segment(stream_id)}"
+                    node, "DELETE", f"/v1/streams/{segment(stream_id)}", user_token=caller.token
                 )
             except NodeUnavailableError as err:
                 self._unavailable(node, err.reason)
@@ -180,7 +203,7 @@ class StreamService:
         return Reply(200, b"{}", "application/json")
 
     async def _open_unregistered(
-        self, parsed: stream_ids.StreamId, last_event_id: str | None
+        self, parsed: stream_ids.StreamId, last_event_id: str | None, token: str | None
     ) -> Opened | Reply:
         # No record (lapsed, never registered, or lost with Redis's data): the node the id
         # names first, then every other stream host, since a re-homed stream lives on a node its
@@ -191,7 +214,9 @@ class StreamService:
         candidates += routing.stream_hosts(cluster, exclude={parsed.node_id})
         for node in candidates:
             try:
-                response = await self._upstream.open_stream(node, str(parsed), last_event_id)
+                response = await self._upstream.open_stream(
+                    node, str(parsed), last_event_id, token
+                )
             except NodeUnavailableError as err:
                 self._unavailable(node, err.reason)
                 continue
@@ -208,6 +233,7 @@ class StreamService:
         record: StreamRecord,
         tried: set[str],
         since: tuple[str, int] | None,
+        token: str | None,
     ) -> StreamRecord:
         cluster = self._membership.cluster
         digest = instance_digest(record.resource, record.params)
@@ -231,15 +257,19 @@ class StreamService:
         node = routing.find(cluster, current.node_id)
         if node is not None:
             try:
-                await self._ensure_created(node, stream_id, current)
+                await self._ensure_created(node, stream_id, current, token)
             except NodeUnavailableError as err:
                 self._unavailable(node, err.reason)
                 tried.add(node.node_id)
         return current
 
-    async def _ensure_created(self, node: NodeRecord, stream_id: str, record: StreamRecord) -> None:
+    async def _ensure_created(
+        self, node: NodeRecord, stream_id: str, record: StreamRecord, token: str | None
+    ) -> None:
+        # The owner's token (checked against the record) builds it: the same claims, the
+        # same owner on the new node.
         reply = await self._upstream.create_stream(
-            node, record.resource, dumps(record.params), stream_id
+            node, record.resource, dumps(record.params), stream_id, token
         )
         if reply.status == 503:
             raise NodeUnavailableError(node.node_id, "503")

@@ -4,7 +4,10 @@ Every URL it requests is built from a node's own record (`NodeRecord.url`) and a
 composes with each client-supplied segment percent-encoded: nothing a client sends can point the
 proxy at another host. Requests carry the proxy's control token (when one is configured) in
 place of whatever Authorization the client sent: the proxy checked the client's already, and
-nodes require the token for proxy-chosen stream ids.
+nodes require the token for proxy-chosen stream ids. A user's identity token, verified here, is
+passed on as `X-Skiff-User-Token` (however the client sent it: a header, a cookie, the stream
+URL's query), so each node verifies it again and applies the user's rules; the query of a
+stream URL itself is never forwarded.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from urllib.parse import quote, urlsplit
 
+from broker.http.access import USER_TOKEN_HEADER
 from broker.http.paths import AFTER_VERSION_HEADER, STREAM_ID_HEADER
 from broker.json_bytes import JsonDecodeError, loads
 from broker.store.node_record import NodeRecord
@@ -63,14 +67,18 @@ class Upstream:
         *,
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        user_token: str | None = None,
     ) -> Reply:
         """Send one request and read the whole reply. Raises NodeUnavailableError when the node
         cannot be reached or fails mid-request; any HTTP status is returned as a Reply."""
         if node.url is None:
             raise NodeUnavailableError(node.node_id, "it advertises no URL")
         started = time.perf_counter()
+        sent = self._headers(headers)
+        if user_token is not None:
+            sent[USER_TOKEN_HEADER] = user_token
         reply = await self._control.request(
-            node.node_id, node.url.rstrip("/"), method, path, self._headers(headers), content
+            node.node_id, node.url.rstrip("/"), method, path, sent, content
         )
         if self._observe is not None:
             self._observe(method, time.perf_counter() - started)
@@ -96,7 +104,12 @@ class Upstream:
         return headers
 
     async def create_stream(
-        self, node: NodeRecord, resource: str, params: bytes, stream_id: str
+        self,
+        node: NodeRecord,
+        resource: str,
+        params: bytes,
+        stream_id: str,
+        user_token: str | None = None,
     ) -> Reply:
         """`POST /v1/streams/{resource}` asking the node to use `stream_id` (idempotent: the
         node answers 201 again when it holds that id on the same instance already)."""
@@ -106,10 +119,15 @@ class Upstream:
             f"/v1/streams/{segment(resource)}",
             content=params,
             headers={**self.read_headers(), STREAM_ID_HEADER: stream_id},
+            user_token=user_token,
         )
 
     async def open_stream(
-        self, node: NodeRecord, stream_id: str, last_event_id: str | None
+        self,
+        node: NodeRecord,
+        stream_id: str,
+        last_event_id: str | None,
+        user_token: str | None = None,
     ) -> NodeStream:
         """Start `GET /v1/streams/{id}` on a connection of its own (proxy/node_stream.py) and
         wait for the reply's head; the caller relays or closes it (any status). Raises
@@ -129,6 +147,8 @@ class Upstream:
         if last_event_id is not None and header_safe(last_event_id):
             lines.append(f"Last-Event-ID: {last_event_id}")
         lines += [f"{name}: {value}" for name, value in self._auth.items()]
+        if user_token is not None and header_safe(user_token):
+            lines.append(f"{USER_TOKEN_HEADER}: {user_token}")
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         loop = asyncio.get_running_loop()
         stream = NodeStream(node.node_id)

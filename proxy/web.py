@@ -7,6 +7,7 @@
 | `GET /_skiff/` | `static/status.html`: the cluster status page |
 | `GET /_skiff/status` | the cluster status, once, as JSON (proxy/status.py) |
 | `GET /_skiff/events` | the same as an event stream: `event: status` every second |
+| `POST /demo/login` | a token for the example app's user (proxy/demo_login.py; 404 unless on) |
 
 Everything is a file of this package (no build step, nothing fetched from elsewhere).
 """
@@ -22,6 +23,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from proxy.demo_login import demo_login_route
 from proxy.gateway import Gateway
 from proxy.status import StatusSource
 
@@ -38,6 +40,7 @@ def web_routes(gateway: Gateway) -> list[BaseRoute]:
         Route("/_skiff/status", pages.status, methods=["GET"]),
         Route("/_skiff/events", pages.events, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        demo_login_route(gateway.config),
     ]
 
 

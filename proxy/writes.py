@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from broker.http.access import USER_TOKEN_HEADER
 from broker.http.errors import HttpError
 from broker.store.node_record import NodeRecord
 from proxy import routing
@@ -44,10 +45,19 @@ class WriteForwarder:
         self._metrics = metrics
         self._leader_wait_s = leader_wait_s
 
-    async def patch(self, collection: str, body: bytes, idempotency_key: str | None) -> Reply:
+    async def patch(
+        self,
+        collection: str,
+        body: bytes,
+        idempotency_key: str | None,
+        user_token: str | None = None,
+    ) -> Reply:
         headers = {"Content-Type": "application/json"}
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
+        if user_token is not None:
+            # The leader checks the user's scope again (broker/http/access.py).
+            headers[USER_TOKEN_HEADER] = user_token
         path = f"/v1/inputs/{segment(collection)}"
 
         holder, leader = await self._leader(lambda cluster: True)

@@ -2,9 +2,10 @@
 
 The leader is the holder of the lease (`<term>:<node id>/<pid>-<random>`); its heartbeat record
 (`node:<node id>`) gives the URL it advertises. The request body is passed through as bytes, with
-`Content-Type`, `Idempotency-Key` and `Authorization`; the leader's status, body and content type
-come back as they are. With no lease holder, or a holder that announced no URL, the follower
-answers 503 `{"error": "no leader"}` (with the holder's id when there is one).
+`Content-Type`, `Idempotency-Key`, `Authorization` and the user's token (`X-Skiff-User-Token`,
+as the proxy sends it), so the leader checks the same credentials; the leader's status, body and
+content type come back as they are. With no lease holder, or a holder that announced no URL, the
+follower answers 503 `{"error": "no leader"}` (with the holder's id when there is one).
 
 A request that never reached the leader (connection refused: it just died) is retried once
 against the new lease holder, if the lease moved; one that may have reached it (a timeout, a
@@ -27,7 +28,7 @@ from starlette.routing import Route
 
 from broker.cluster.locator import LeaderAddress, LeaderLocator
 from broker.errors import NotLeaderError, UnavailableError
-from broker.http.auth import ControlToken
+from broker.http.access import USER_TOKEN_HEADER, Access
 from broker.http.bodies import read_body
 from broker.serving.config import ServeConfig
 from broker.store.codec import CodecError
@@ -39,7 +40,7 @@ logger = logging.getLogger("skiff.broker")
 FORWARD_TIMEOUT_S: Final = 10.0
 #: Marks a forwarded request, so a misrouted one is never forwarded twice.
 FORWARDED_HEADER: Final = "x-skiff-forwarded-by"
-_PASSED_HEADERS: Final = ("content-type", "idempotency-key", "authorization")
+_PASSED_HEADERS: Final = ("content-type", "idempotency-key", "authorization", USER_TOKEN_HEADER)
 
 
 class WriteForwarder:
@@ -100,13 +101,13 @@ class WriteForwarder:
 def forwarding_route(
     forwarder: WriteForwarder, config: ServeConfig, input_names: tuple[str, ...]
 ) -> Route:
-    """`PATCH /v1/inputs/{collection}` of a follower: checked like a local write (401, 404,
-    413), then forwarded. Listed before the app's own route, it takes its place."""
-    token = ControlToken(config.control_token)
+    """`PATCH /v1/inputs/{collection}` of a follower: checked like a local write (401, 403,
+    404, 413), then forwarded. Listed before the app's own route, it takes its place."""
+    access = Access(config.control_token, config.jwt)
 
     async def patch_input(request: Request) -> Response:
-        token.require(request.headers)
         collection = request.path_params["collection"]
+        access.require_write(await access.caller(request.headers, cookie=False), collection)
         if collection not in input_names:
             raise UnknownCollectionError(f"unknown input collection {collection!r}")
         if FORWARDED_HEADER in request.headers:

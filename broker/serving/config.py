@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from broker.errors import ConfigError
+from broker.http.jwt_config import JwtConfig
 
 MIB = 1024 * 1024
 
@@ -49,6 +50,8 @@ class ServeConfig:
     max_streams_per_instance: int = 20_000
     # Out of the repr: a logged config must not leak the token.
     control_token: str | None = field(default=None, repr=False)
+    #: Identity tokens (docs/security.md, "Per-user auth"); off by default.
+    jwt: JwtConfig = field(default_factory=JwtConfig)
     #: SIGTERM / POST /v1/admin/drain: connected streams are ended spread over this many
     #: seconds before the node exits (broker/serving/drain.py).
     drain_window_s: float = 10.0

@@ -16,6 +16,10 @@ Everything else — another method or path, an error to answer (unknown stream, 
 draining), a resume that must wait for this node to catch up (`Last-Event-ID`), an open tick on
 a leader, anything unusual in the head — is handed to uvicorn's own protocol, bytes replayed,
 and goes through the ASGI app as before; so are the later requests of a keep-alive connection.
+
+With identity tokens on, the token (header, cookie or `?access_token=`) is verified here too and
+the stream's owner checked; anything but a plain yes — a token to refuse, a JWKS key to fetch,
+a stream that is not the caller's — is handed over, and the ASGI path gives the answer.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from uvicorn.server import ServerState
 
 from broker.errors import BrokerError
 from broker.http.accept import accepts_event_stream
+from broker.http.access import USER_TOKEN_HEADER, Access
 from broker.http.guarded_protocol import Admission, ConnectionGuard, GuardedHttpToolsProtocol
 from broker.http.paths import stream_read_id
 from broker.serving.config import ServeConfig
@@ -52,6 +57,8 @@ _HAND_OVER_IF: Final = frozenset(
     {b"content-length", b"transfer-encoding", b"upgrade", b"expect", b"last-event-id"}
 )
 _LAST_CHUNK: Final = b"0\r\n\r\n"
+# The headers that may carry a caller's credentials (broker/http/access.py).
+_CREDENTIALS: Final = (b"authorization", b"cookie", USER_TOKEN_HEADER.encode())
 
 
 class _Head:
@@ -78,6 +85,7 @@ class NodeConnection(asyncio.Protocol):
     """One connection of a node (uvicorn's `http` protocol class; see serving/server.py)."""
 
     __slots__ = (
+        "_access",
         "_admission",
         "_app_state",
         "_buffer",
@@ -103,6 +111,7 @@ class NodeConnection(asyncio.Protocol):
         hub: Hub,
         settings: ServeConfig,
         guard: ConnectionGuard,
+        access: Access | None = None,
     ) -> None:
         self._config = config
         self._server_state = server_state
@@ -110,6 +119,7 @@ class NodeConnection(asyncio.Protocol):
         self._loop = _loop or asyncio.get_running_loop()
         self._hub = hub
         self._settings = settings
+        self._access = access
         self._transport: asyncio.Transport | None = None
         self._buffer = b""
         self._reader: Subscription | None = None
@@ -214,8 +224,20 @@ class NodeConnection(asyncio.Protocol):
         if stream_id is None or hub.engine.tick is not None:
             # An open tick is a leader waiting on Redis: the ASGI path waits for it to settle.
             return None
+        until = None
+        access = self._access
         try:
-            return hub.subscribe(stream_id)
+            if access is not None and access.enabled:
+                credentials = {
+                    name.decode(): headers[name].decode("latin-1")
+                    for name in _CREDENTIALS
+                    if name in headers
+                }
+                query = url.query.decode("latin-1") if url.query else ""
+                caller = access.caller_now(credentials, query)
+                access.require_stream(caller, stream_id, hub.owner_of(stream_id))
+                until = access.valid_until(caller)
+            return hub.subscribe(stream_id, until=until)
         except (BrokerError, GraphError):
             return None
 

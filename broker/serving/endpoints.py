@@ -1,5 +1,9 @@
 """The handlers of a node's routes: each reads and checks its request, then asks the hub (or,
-for a write, the node's role). Errors are answered by the table of broker/serving/errors.py."""
+for a write, the node's role). Errors are answered by the table of broker/serving/errors.py.
+
+Who may do what is broker/http/access.py's: the control token, and with identity tokens on,
+the caller's token (its write scope, the resource being public, the stream being theirs). The
+caller's claims go with every instantiate, so a resource builds from who asks."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from broker.http.accept import accepts_event_stream
-from broker.http.auth import ControlToken
+from broker.http.access import Access, Caller
 from broker.http.bodies import read_json
 from broker.http.errors import HttpError
 from broker.http.limits import check_entries, check_params
@@ -29,7 +33,7 @@ from broker.serving.hub import Hub
 from broker.serving.role import NodeRole
 from broker.serving.settle import settled
 from broker.serving.stream_response import ReaderResponse
-from graph import UnknownCollectionError
+from graph import UnknownCollectionError, UnknownResourceError
 
 # How long a resuming reader may wait for this node to apply the version it last saw.
 _CATCH_UP_S: Final = 2.0
@@ -43,7 +47,7 @@ class Endpoints:
         self._hub = hub
         self._config = config
         self._node = node
-        self._token = ControlToken(config.control_token)
+        self.access = Access(config.control_token, config.jwt)
 
     async def health(self, request: Request) -> Response:
         ready, reason = self._node.ready()
@@ -56,8 +60,10 @@ class Endpoints:
         return JSONResponse(body)
 
     async def patch_input(self, request: Request) -> Response:
-        self._token.require(request.headers)
         collection = request.path_params["collection"]
+        # No cookie: a cross-site form can make a browser send one (a header, it cannot).
+        self.access.require_write(await self.access.caller(request.headers, cookie=False),
+                                  collection)  # fmt: skip
         if collection not in self._hub.engine.input_names:
             raise UnknownCollectionError(f"unknown input collection {collection!r}")
         body = await read_json(request, self._config.max_body_bytes)
@@ -72,26 +78,36 @@ class Endpoints:
         return JSONResponse({"version": version})
 
     async def create_stream(self, request: Request) -> Response:
+        caller = await self.access.caller(request.headers)
         chosen = request.headers.get(STREAM_ID_HEADER)
         if chosen is not None:
             # The proxy names the streams it re-homes (the id outlives its first node); naming
             # is a control operation, and an id must fit URL paths and Redis keys.
-            self._token.require(request.headers)
+            self.access.require_operator(caller)
             if not _CHOSEN_STREAM_ID.fullmatch(chosen):
                 raise HttpError(400, f"malformed {STREAM_ID_HEADER} header")
+        resource = request.path_params["resource"]
+        self._require_reader(caller, resource)
         params = await read_json(request, self._config.max_body_bytes, empty={})
         await reads.after_version(self._hub, request.headers.get(AFTER_VERSION_HEADER))
         with _nesting_guard():
             check_params(params, self._config.max_params_bytes)
             stream_id = self._hub.create_stream(
-                request.path_params["resource"], params, stream_id=chosen
+                resource,
+                params,
+                stream_id=chosen,
+                owner=caller.subject,
+                claims=self.access.claims(caller),
             )
         await reads.stream_loaded(self._hub, stream_id)
         return PlainTextResponse(stream_id, status_code=201)
 
     async def delete_stream(self, request: Request) -> Response:
-        self._token.require(request.headers)
-        self._hub.delete_stream(request.path_params["stream_id"])
+        stream_id = request.path_params["stream_id"]
+        caller = await self.access.caller(request.headers, cookie=False)
+        owner = self._hub.owner_of(stream_id)
+        self.access.require_stream(caller, stream_id, owner, deleting=True)
+        self._hub.delete_stream(stream_id)
         return JSONResponse({})
 
     async def open_stream(self, stream_id: str, scope: Scope, receive: Receive, send: Send) -> None:
@@ -100,26 +116,39 @@ class Endpoints:
         try:
             if not accepts_event_stream(headers.get("accept", "")):
                 raise HttpError(406, "streams are served as text/event-stream only")
+            query = scope.get("query_string", b"").decode("latin-1")
+            caller = await self.access.caller(headers, query, in_query=True)
+            self.access.require_stream(caller, stream_id, self._hub.owner_of(stream_id))
             last_event_id = headers.get("last-event-id")
             if last_event_id is not None:
                 await _catch_up(self._hub, last_event_id)
             # On a leader a tick may be open, waiting for Redis: an init must not show it.
             await settled(self._hub.engine)
-            reader = self._hub.subscribe(stream_id, last_event_id)
+            reader = self._hub.subscribe(
+                stream_id, last_event_id, until=self.access.valid_until(caller)
+            )
         except ANSWERED as err:
             await error_for(err)(scope, receive, send)
             return
         await ReaderResponse(self._hub, reader, self._config)(scope, receive, send)
 
     async def snapshot(self, request: Request) -> Response:
+        caller = await self.access.caller(request.headers)
+        resource = request.path_params["resource"]
+        self._require_reader(caller, resource)
         params = await read_json(request, self._config.max_body_bytes, empty={})
         await reads.after_version(self._hub, request.headers.get(AFTER_VERSION_HEADER))
         with _nesting_guard():
             check_params(params, self._config.max_params_bytes)
-            entries = await reads.snapshot(self._hub, request.path_params["resource"], params)
+            entries = await reads.snapshot(
+                self._hub, resource, params, self.access.claims(caller)
+            )
         return Response(dumps(entries), media_type="application/json")
 
     async def lookup(self, request: Request) -> Response:
+        caller = await self.access.caller(request.headers)
+        resource = request.path_params["resource"]
+        self._require_reader(caller, resource)
         body = await read_json(request, self._config.max_body_bytes)
         if not isinstance(body, dict) or "key" not in body:
             raise HttpError(400, 'the body must be an object {"key": k, "params": p}')
@@ -128,9 +157,19 @@ class Endpoints:
             check_params(body.get("params", {}), self._config.max_params_bytes)
             check_entries([[body["key"], []]], self._config.max_key_bytes, 0)
             values = await reads.lookup(
-                self._hub, request.path_params["resource"], body["key"], body.get("params", {})
-            )
+                self._hub, resource, body["key"], body.get("params", {}),
+                self.access.claims(caller),
+            )  # fmt: skip
         return Response(dumps(values), media_type="application/json")
+
+    def _require_reader(self, caller: Caller, resource: str) -> None:
+        """With auth on, a resource that is not public needs a token (unknown: 404)."""
+        if not self.access.enabled:
+            return
+        cls = self._hub.engine.service.resources.get(resource)
+        if cls is None:
+            raise UnknownResourceError(f"unknown resource {resource!r}")
+        self.access.require_reader(caller, resource, public=bool(getattr(cls, "public", False)))
 
 
 async def _catch_up(hub: Hub, last_event_id: str) -> None:

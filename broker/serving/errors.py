@@ -4,7 +4,10 @@ Every error body is `{"error": "<message>"}`:
 - 400: malformed JSON, a PATCH body that is not a list of `[key, [values]]` entries, keys or
   values that are not JSON, JSON nested too deeply to key on, params a resource rejects.
 - 401: a write, a delete, a stream creation naming its id, or an admin request without the
-  configured control token.
+  configured control token; with identity tokens on, a token that is not valid, or none where
+  one is needed (broker/http/access.py).
+- 403: a valid token that may not do this: a write its scope does not grant, or params the
+  resource refuses for this caller (graph.ForbiddenError).
 - 404: unknown collection, resource, stream id or route.
 - 406: `GET /v1/streams/{id}` without `Accept: text/event-stream`.
 - 409: `X-Skiff-Stream-Id` names an existing stream of another resource instance.
@@ -40,6 +43,7 @@ from broker.errors import (
 from broker.http.errors import HttpError, error_response, shared_handlers
 from graph import (
     CycleError,
+    ForbiddenError,
     InvalidWriteError,
     KeyLookupError,
     NotJsonError,
@@ -56,6 +60,7 @@ STATUS: Final[dict[type[Exception], int]] = {
     InvalidWriteError: 400,
     NotJsonError: 400,
     ParamsRejectedError: 400,
+    ForbiddenError: 403,
     UserCodeError: 422,
     KeyLookupError: 422,
     CycleError: 422,

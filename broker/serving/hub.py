@@ -12,6 +12,12 @@ The instance also keeps the last `history_versions` (version, changes) pairs, so
 back with `Last-Event-ID: <run>/<v>` gets one update with the net change since `v`. A new run
 (`reset_run`: a new replication epoch) drops that history and re-inits every connected reader.
 
+With identity tokens on, a stream belongs to the subject that created it (`owner`; None when
+created anonymously, or with auth off), its instance is built with that caller's claims, and a
+reader whose token expires is ended at that moment with an error event saying so: it reconnects
+with a fresh token (docs/security.md). The endpoints decide who may read what
+(broker/http/access.py); the hub records and enforces the time.
+
 Everything here is synchronous and runs on the event loop's thread, like the engine: between
 reading an instance's content for an init and registering the reader no tick can slip in.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -48,6 +55,8 @@ logger = logging.getLogger("skiff.broker")
 class _Stream:
     instance: InstanceState
     reader: Subscription | None = None
+    #: The subject of the token that created it (None: anonymous, or auth off).
+    owner: str | None = None
 
 
 class Hub:
@@ -64,6 +73,8 @@ class Hub:
         self._streams: dict[str, _Stream] = {}
         self._draining = False
         self._beats = Heartbeats(config.heartbeat_s, self._all_readers)
+        # Readers whose token expires, with the timer ending them (only with auth on).
+        self._expiries: dict[Subscription, asyncio.TimerHandle] = {}
 
     @property
     def engine(self) -> Engine:
@@ -145,23 +156,33 @@ class Hub:
         self._drop(state)
 
     # -- streams -----------------------------------------------------------------------------
-    def create_stream(self, resource: str, params: Json, *, stream_id: str | None = None) -> str:
-        """A new stream id on the (shared) instance of `(resource, params)`.
+    def create_stream(
+        self,
+        resource: str,
+        params: Json,
+        *,
+        stream_id: str | None = None,
+        owner: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+    ) -> str:
+        """A new stream id on the (shared) instance of `(resource, params)`, for a caller with
+        `claims` (None: auth off) whose subject `owner` the stream belongs to.
 
         `stream_id` creates the stream under that id instead of a fresh one (the proxy re-homing
         a stream from a node that is gone); asking again for an id this hub already holds on the
         same instance returns it unchanged, so the call is idempotent.
 
-        Raises the engine's UnknownResourceError / ParamsRejectedError, DrainingError, or
-        StreamIdConflictError when `stream_id` names a stream of another instance.
+        Raises the engine's UnknownResourceError / ParamsRejectedError / ForbiddenError,
+        DrainingError, or StreamIdConflictError when `stream_id` names a stream of another
+        instance or owner.
         """
         if self._draining:
             raise DrainingError("the node is shutting down")
-        handle = self._engine.instantiate(resource, params)
+        handle = self._engine.instantiate(resource, params, claims)
         if stream_id is not None and (existing := self._streams.get(stream_id)) is not None:
             # instantiate() took a reference the existing stream already holds.
             self._engine.release(handle)
-            if existing.instance.handle.id != handle.id:
+            if existing.instance.handle.id != handle.id or existing.owner != owner:
                 raise StreamIdConflictError(f"stream {stream_id!r} exists on another instance")
             if not existing.instance.readers:
                 self._arm_idle(existing.instance)
@@ -182,7 +203,7 @@ class Hub:
             # A uuid4 carries 122 random bits: stream ids are capabilities, not guessable names.
             stream_id = str(uuid.uuid4())
         state.streams.add(stream_id)
-        self._streams[stream_id] = _Stream(instance=state)
+        self._streams[stream_id] = _Stream(instance=state, owner=owner)
         if not state.readers:
             # A fresh stream deserves the whole idle delay to connect.
             self._arm_idle(state)
@@ -211,8 +232,17 @@ class Hub:
     def has_stream(self, stream_id: str) -> bool:
         return stream_id in self._streams
 
-    def subscribe(self, stream_id: str, last_event_id: str | None = None) -> Subscription:
-        """Attach a reader to a stream; its first chunk is an init or, on resume, an update."""
+    def owner_of(self, stream_id: str) -> str | None:
+        """The owner of a stream (None: unowned, or no such stream)."""
+        stream = self._streams.get(stream_id)
+        return None if stream is None else stream.owner
+
+    def subscribe(
+        self, stream_id: str, last_event_id: str | None = None, *, until: float | None = None
+    ) -> Subscription:
+        """Attach a reader to a stream; its first chunk is an init or, on resume, an update.
+        `until` (seconds since the epoch): when the reader's token stops being valid; the
+        reader is ended then."""
         if self._draining:
             raise DrainingError("the node is shutting down")
         stream = self._streams.get(stream_id)
@@ -236,7 +266,16 @@ class Hub:
         state.readers.add(reader)
         state.disarm_idle()
         self._beats.arm()
+        if until is not None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, until - time.time())
+            self._expiries[reader] = loop.call_later(delay, self._token_expired, reader)
         return reader
+
+    def _token_expired(self, reader: Subscription) -> None:
+        self._expiries.pop(reader, None)
+        reader.close("token expired", encode_error("token expired: reconnect with a fresh token"))
+        self._detach(reader)
 
     def unsubscribe(self, reader: Subscription) -> None:
         """The reader's connection ended (idempotent)."""
@@ -253,6 +292,9 @@ class Hub:
         return state.init_event(self._run, version)
 
     def _detach(self, reader: Subscription) -> None:
+        expiry = self._expiries.pop(reader, None) if self._expiries else None
+        if expiry is not None:
+            expiry.cancel()
         stream = self._streams.get(reader.stream_id)
         if stream is not None and stream.reader is reader:
             stream.reader = None
@@ -293,7 +335,8 @@ class Hub:
         old, self._engine, self._instances = self._instances, engine, {}
         for state in old.values():
             try:
-                state.rebind(engine.instantiate(state.handle.resource, state.handle.params))
+                handle = state.handle
+                state.rebind(engine.instantiate(handle.resource, handle.params, handle.claims))
             except GraphError:
                 state.close_readers("reset")
                 state.disarm_idle()

@@ -6,7 +6,8 @@ flight."""
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from broker.errors import ExternalResourceError
 from broker.serving.hub import Hub
@@ -41,9 +42,11 @@ async def until_loaded(hub: Hub, handle: ResourceInstance) -> None:
         await hub.feeds.until_loaded(handle.nodes, hub.config.external_load_timeout_s)
 
 
-async def snapshot(hub: Hub, resource: str, params: Json) -> list[Entry]:
+async def snapshot(
+    hub: Hub, resource: str, params: Json, claims: Mapping[str, Any] | None = None
+) -> list[Entry]:
     engine = hub.engine
-    handle = engine.instantiate(resource, params)
+    handle = engine.instantiate(resource, params, claims)
     try:
         await until_loaded(hub, handle)
         return handle.entries()
@@ -54,9 +57,11 @@ async def snapshot(hub: Hub, resource: str, params: Json) -> list[Entry]:
             engine.release(handle)
 
 
-async def lookup(hub: Hub, resource: str, key: Json, params: Json) -> list[Json]:
+async def lookup(
+    hub: Hub, resource: str, key: Json, params: Json, claims: Mapping[str, Any] | None = None
+) -> list[Json]:
     engine = hub.engine
-    handle = engine.instantiate(resource, params)
+    handle = engine.instantiate(resource, params, claims)
     try:
         await until_loaded(hub, handle)
         return handle.lookup(key)

@@ -34,6 +34,8 @@ from uvicorn.config import LOGGING_CONFIG
 
 from broker.errors import BrokerError
 from broker.external.feeds import Feeds, shutdown_services
+from broker.http import redaction
+from broker.http.access import Access
 from broker.http.guarded_protocol import ConnectionGuard, GuardedHttpToolsProtocol
 from broker.http.sse import new_run_id
 from broker.runtime.tasks import Supervisor
@@ -149,7 +151,12 @@ async def serving(
     if not config.split:
         # Stream reads are served on the connection itself (serving/connection.py); with split
         # ports the control port must not serve them, so both stay on uvicorn's protocol.
-        protocol = functools.partial(NodeConnection, hub=hub, settings=config, guard=guard)
+        access = Access(config.control_token, config.jwt)
+        protocol = functools.partial(
+            NodeConnection, hub=hub, settings=config, guard=guard, access=access
+        )
+    # A stream URL may carry `?access_token=`: no log line may show it.
+    redaction.install()
     server = _NodeServer(
         uvicorn.Config(
             app,

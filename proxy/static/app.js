@@ -1,4 +1,8 @@
 // The hackernews example's front end (examples/hackernews.py), on skiff.js. Served by the proxy.
+//
+// Logging in asks the proxy's demo login (`POST /demo/login`, on under `make dev`) for a token:
+// the streams, posts and upvotes then carry it, and the service takes the user from it. When
+// the demo login is off (404) the page works as before, without tokens.
 import { openStream, patchInput } from "/static/skiff.js";
 
 const USERS = ["alice", "bob", "carol", "dave"];
@@ -12,7 +16,27 @@ const state = {
   entries: [],
   previous: new Map(), // post id -> JSON of what was last rendered, to flash changes
   simulator: null,
+  auth: null, // {user, token, expiresAt} while logged in with a token
 };
+
+// A token for the logged-in user, fetched again a minute before it expires; null without one.
+async function tokenFor(user) {
+  if (!user) return null;
+  const now = Date.now() / 1000;
+  if (state.auth && state.auth.user === user && state.auth.expiresAt - now > 60) {
+    return state.auth.token;
+  }
+  const response = await fetch("/demo/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ user }),
+  });
+  if (response.status === 404) return null; // the demo login is off: no tokens
+  if (!response.ok) throw new Error(`login failed: ${response.status}`);
+  const body = await response.json();
+  state.auth = { user, token: body.token, expiresAt: body.expires_at };
+  return body.token;
+}
 
 function sessionOf(user) {
   return `session-${user}`;
@@ -28,7 +52,9 @@ function login(user) {
   const params = { limit: LIMIT };
   if (state.user) params.session_id = sessionOf(state.user);
   state.previous = new Map();
-  state.posts = openStream("posts", params);
+  const who = state.user;
+  const token = () => tokenFor(who);
+  state.posts = openStream("posts", params, { token });
   state.posts.onStatus(showConnection);
   state.posts.subscribe((entries, info) => {
     state.entries = entries;
@@ -40,7 +66,7 @@ function login(user) {
   $("whoami").textContent = "";
   state.session = null;
   if (state.user) {
-    state.session = openStream("session", { session_id: sessionOf(state.user) });
+    state.session = openStream("session", { session_id: sessionOf(state.user) }, { token });
     state.session.subscribe((entries) => {
       const who = entries.length ? entries[0][1][0] : null;
       $("whoami").textContent = who ? who.name : "(no such session)";
@@ -137,7 +163,7 @@ async function toggleUpvote(post) {
   const key = `${post.id}:${state.user}`;
   const values = post.upvoted ? [] : [{ post: post.id, user: state.user }];
   try {
-    await patchInput("upvotes", [[key, values]]);
+    await patchInput("upvotes", [[key, values]], { token: await tokenFor(state.user) });
   } catch (err) {
     say(`could not vote: ${err.message}`, true);
   }
@@ -151,7 +177,8 @@ async function submitPost(event) {
   if (!title) return;
   const id = `p-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
   try {
-    await patchInput("posts", [[id, [{ title, url, author: state.user }]]]);
+    await patchInput("posts", [[id, [{ title, url, author: state.user }]]],
+      { token: await tokenFor(state.user) });
     $("title").value = "";
     $("url").value = "";
     say(`submitted “${title}”`);
@@ -173,7 +200,8 @@ function simulate(on) {
     const user = USERS[Math.floor(Math.random() * USERS.length)];
     const upvote = Math.random() < 0.65;
     try {
-      await patchInput("upvotes", [[`${post.id}:${user}`, upvote ? [{ post: post.id, user }] : []]]);
+      await patchInput("upvotes", [[`${post.id}:${user}`, upvote ? [{ post: post.id, user }] : []]],
+        { token: await tokenFor(state.user) });
     } catch (err) {
       say(`simulation: ${err.message}`, true);
     }

@@ -14,6 +14,12 @@
 // proxy re-homes the stream when its follower is gone. When the stream id itself is gone (the
 // proxy answers 404 after the stream expired; EventSource then gives up) the stream creates a new
 // one with the same params and starts over from its init.
+//
+// Identity tokens (docs/security.md): pass `token`, a string or a function returning one (or a
+// promise of one), called before each request so it can hand out a fresh token. Requests send
+// it as `Authorization: Bearer`; a stream read sends it as `?access_token=` (EventSource cannot
+// set headers; skiff never logs it). When the server ends a stream because its token expired,
+// the stream is opened again at once with a fresh token.
 
 const RANK = { null: 0, boolean: 1, number: 2, string: 3, array: 4, object: 5 };
 
@@ -150,7 +156,13 @@ export class SkiffError extends Error {
   }
 }
 
-async function request(baseUrl, method, path, body, headers = {}) {
+async function resolveToken(token) {
+  return typeof token === "function" ? await token() : token;
+}
+
+async function request(baseUrl, method, path, body, headers = {}, token = undefined) {
+  const bearer = await resolveToken(token);
+  if (bearer) headers = { ...headers, Authorization: `Bearer ${bearer}` };
   const response = await fetch(baseUrl + path, {
     method,
     headers: { "Content-Type": "application/json", ...headers },
@@ -173,21 +185,21 @@ async function request(baseUrl, method, path, body, headers = {}) {
 export async function patchInput(collection, entries, { baseUrl = "", idempotencyKey, token } = {}) {
   const headers = {};
   if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
-  if (token) headers.Authorization = `Bearer ${token}`;
   const text = await request(baseUrl, "PATCH", `/v1/inputs/${encodeURIComponent(collection)}`,
-    entries, headers);
+    entries, headers, token);
   return JSON.parse(text).version;
 }
 
 /** POST /v1/snapshot/{resource}: the whole resource, once. */
-export async function snapshot(resource, params = {}, { baseUrl = "" } = {}) {
+export async function snapshot(resource, params = {}, { baseUrl = "", token } = {}) {
   return JSON.parse(await request(baseUrl, "POST", `/v1/snapshot/${encodeURIComponent(resource)}`,
-    params));
+    params, {}, token));
 }
 
 /** POST /v1/streams/{resource}: a new stream id. */
-export async function createStream(resource, params = {}, { baseUrl = "" } = {}) {
-  return request(baseUrl, "POST", `/v1/streams/${encodeURIComponent(resource)}`, params);
+export async function createStream(resource, params = {}, { baseUrl = "", token } = {}) {
+  return request(baseUrl, "POST", `/v1/streams/${encodeURIComponent(resource)}`, params, {},
+    token);
 }
 
 /**
@@ -198,8 +210,10 @@ export async function createStream(resource, params = {}, { baseUrl = "" } = {})
  * `entries()`, `get(key)`, `close()`.
  */
 export class SkiffStream {
-  constructor(resource, params = {}, { baseUrl = "", retryMs = 1000, maxRetryMs = 10000 } = {}) {
+  constructor(resource, params = {},
+    { baseUrl = "", retryMs = 1000, maxRetryMs = 10000, token } = {}) {
     this.resource = resource;
+    this._token = token;
     this.params = params;
     this.baseUrl = baseUrl;
     this.map = new KeyedMap();
@@ -250,8 +264,11 @@ export class SkiffStream {
   async _start() {
     if (this._closed) return;
     this._setStatus(this.version === null ? "connecting" : "reconnecting");
+    let token;
     try {
-      this.streamId = await createStream(this.resource, this.params, { baseUrl: this.baseUrl });
+      token = await resolveToken(this._token);
+      this.streamId = await createStream(this.resource, this.params,
+        { baseUrl: this.baseUrl, token });
     } catch (err) {
       if (err instanceof SkiffError && err.status >= 400 && err.status < 500 && err.status !== 429) {
         // The resource or its params are wrong: retrying will not help.
@@ -261,12 +278,25 @@ export class SkiffStream {
       this._retryLater();
       return;
     }
-    this._open();
+    this._open(token);
   }
 
-  _open() {
+  /** Open the stream again with a fresh token (the server ended it: its token expired). */
+  async _reopen() {
+    let token;
+    try {
+      token = await resolveToken(this._token);
+    } catch {
+      this._retryLater();
+      return;
+    }
+    this._open(token);
+  }
+
+  _open(token) {
     if (this._closed) return;
-    const url = `${this.baseUrl}/v1/streams/${encodeURIComponent(this.streamId)}`;
+    let url = `${this.baseUrl}/v1/streams/${encodeURIComponent(this.streamId)}`;
+    if (token) url += `?access_token=${encodeURIComponent(token)}`;
     const source = (this._source = new EventSource(url));
     source.addEventListener("open", () => {
       this._failures = 0;
@@ -274,8 +304,16 @@ export class SkiffStream {
     });
     source.addEventListener("init", (event) => this._onEvent("init", event));
     source.addEventListener("update", (event) => this._onEvent("update", event));
-    source.addEventListener("error", () => {
+    source.addEventListener("error", (event) => {
       if (this._source !== source) return;
+      if (typeof event.data === "string" && event.data.includes("token expired")) {
+        // The server's own error event: reconnecting with the same URL would be refused.
+        source.close();
+        this._source = null;
+        this._setStatus("reconnecting");
+        this._reopen();
+        return;
+      }
       if (source.readyState === EventSource.CLOSED) {
         // EventSource gives up on a 404/410 (the stream id is gone), a non-SSE answer or a
         // 5xx: create a new stream; its init replaces everything.

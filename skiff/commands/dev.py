@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from broker.errors import BrokerError
@@ -55,7 +57,18 @@ class DevCommand:
         parser.add_argument(
             "--redis", default=None, help="use this Redis instead of an embedded Valkey"
         )
+        parser.add_argument(
+            "--auth",
+            choices=["auto", "on", "off"],
+            default="auto",
+            help="identity tokens: `on` makes a demo key for this run (SKIFF_JWT_SECRET and the "
+            "example app's login, SKIFF_DEMO_SIGNING_KEY) unless the environment has one; "
+            f"`auto` (default) is `on` for {DEFAULT_SERVICE} only, whose page logs in",
+        )
         parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+        parser.add_argument(
+            "--access-log", action="store_true", help="every process logs every request"
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         if args.followers < 0:
@@ -82,8 +95,24 @@ class DevCommand:
             control_port=control_port,
             redis_url=args.redis,
             log_level=args.log_level,
+            access_log=args.access_log,
+            env=auth_env(args.auth, args.service, os.environ),
         )
         return asyncio.run(_run(options, ServiceOutline.of(service)))
+
+
+def auth_env(mode: str, service: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """What `skiff dev` adds to its processes' environment for identity tokens.
+
+    On, a cluster of this machine only gets a key made for this run: the example app's demo
+    login signs with it, the proxy and nodes verify with it (docs/security.md). A key of the
+    environment's is used instead when there is one; `off` adds nothing."""
+    if mode == "off" or (mode == "auto" and service != DEFAULT_SERVICE):
+        return {}
+    if environ.get("SKIFF_JWKS_URL") or environ.get("SKIFF_JWT_PUBLIC_KEY_FILE"):
+        return {}  # the user's identity provider: no demo login (it cannot sign for it)
+    secret = environ.get("SKIFF_JWT_SECRET") or secrets.token_urlsafe(32)
+    return {"SKIFF_JWT_SECRET": secret, "SKIFF_DEMO_SIGNING_KEY": secret}
 
 
 def _control_port(flag: int | None, port: int) -> int | None:
@@ -125,7 +154,10 @@ async def _run(options: DevOptions, service: ServiceOutline) -> int:
         starting.result()
         program = skiff_program()
         control = options.control_port
-        for line in ready_banner(cluster.url, service, cluster.redis_url, program, control):
+        auth = bool(options.env.get("SKIFF_DEMO_SIGNING_KEY"))
+        for line in ready_banner(
+            cluster.url, service, cluster.redis_url, program, control, auth=auth
+        ):
             cluster.say(line)
         exited = asyncio.create_task(cluster.wait_for_exit())
         await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)

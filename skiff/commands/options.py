@@ -9,6 +9,7 @@ import socket
 from typing import Any
 
 from broker.serving.config import ServeConfig
+from skiff.commands.jwt_options import add_jwt_options, jwt_config
 
 _DEFAULTS = ServeConfig()
 
@@ -149,12 +150,14 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    add_jwt_options(parser)
 
 
 def serve_config(args: argparse.Namespace) -> ServeConfig:
     options = {field: getattr(args, field) for _, field, _, _ in _OPTIONS}
     # From the environment only: a token on the command line would show in `ps`.
     options["control_token"] = os.environ.get("SKIFF_CONTROL_TOKEN") or None
+    options["jwt"] = jwt_config(args)
     return ServeConfig(**{k: v for k, v in options.items() if v is not None})
 
 

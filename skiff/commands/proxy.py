@@ -10,6 +10,7 @@ from typing import Any
 from broker.errors import BrokerError, ConfigError
 from broker.store.rate_limit import RateLimit
 from proxy import ProxyConfig, ProxyError, serve
+from skiff.commands.jwt_options import add_jwt_options, jwt_config
 from skiff.commands.options import REDIS_HELP
 from skiff.commands.runtime import LOG_LEVELS, configure_logging, run_server
 
@@ -77,6 +78,7 @@ class ProxyCommand:
         add_client_limits(parser)
         parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
         parser.add_argument("--access-log", action="store_true", help="log every request")
+        add_jwt_options(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         if not args.redis:
@@ -88,6 +90,7 @@ class ProxyCommand:
             "control_port": args.control_port,
             "max_body_bytes": args.max_body_bytes,
             "stream_ttl_s": args.stream_ttl,
+            "jwt": jwt_config(args),
         }
         if args.cors_origins:
             options["cors_origins"] = tuple(args.cors_origins)

@@ -35,9 +35,12 @@ def ready_banner(
     redis_url: str,
     skiff: str,
     control_port: int | None = None,
+    *,
+    auth: bool = False,
 ) -> list[str]:
     """The lines to print; `skiff` is how the user runs the skiff command (see skiff_program);
-    `control_port`: the proxy's second port, for Skip's clients."""
+    `control_port`: the proxy's second port, for Skip's clients; `auth`: identity tokens are on
+    with the demo login."""
     lines = [
         f"ready: open {url}   (Ctrl-C stops everything)",
         f"  service {service.name}: resources {_names(service.resources)}; "
@@ -54,6 +57,11 @@ def ready_banner(
             f"  the app: {url}/   cluster status: {url}/_skiff/",
             f"  read:    curl -X POST {url}/v1/snapshot/posts -d '{{\"limit\": 3}}'",
         ]
+        if auth:
+            lines.append(
+                f"  auth:    on, with a demo key made for this run; a token for curl: "
+                f"curl -X POST {url}/demo/login -d '{{\"user\": \"alice\"}}'"
+            )
     else:
         lines.append(f"  cluster status: {url}/_skiff/")
         if service.resources:

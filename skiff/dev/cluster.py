@@ -18,8 +18,8 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
@@ -44,17 +44,27 @@ class DevOptions:
     control_port: int | None = None
     redis_url: str | None = None
     log_level: str = "info"
+    access_log: bool = False
     start_timeout_s: float = 60.0
     stop_timeout_s: float = 10.0
+    #: Added to every process's environment (the demo's identity-token key, say).
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 class Child:
     """One `skiff` subprocess whose output is relayed line by line under its name."""
 
     def __init__(
-        self, name: str, args: Sequence[str], out: TextIO, color: str | None, tasks: Supervisor
+        self,
+        name: str,
+        args: Sequence[str],
+        out: TextIO,
+        color: str | None,
+        tasks: Supervisor,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
+        self._env = dict(env or {})
         self._tasks = tasks
         self.args = list(args)
         self._out = out
@@ -74,7 +84,7 @@ class Child:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **self._env, "PYTHONUNBUFFERED": "1"},
             start_new_session=True,
         )  # fmt: skip
         self._pump = self._tasks.spawn(self._relay(), name=f"dev output {self.name}")
@@ -142,6 +152,8 @@ class DevCluster:
             self.redis_url = self._redis.url
             self.say(f"embedded Valkey on {self.redis_url}, files in {self._tmp}")
         common = ["--redis", self.redis_url, "--host", opts.host, "--log-level", opts.log_level]
+        if opts.access_log:
+            common.append("--access-log")
         nodes = [("leader", "leader")] + [
             ("follower", f"follower-{i}") for i in range(1, opts.followers + 1)
         ]
@@ -157,7 +169,7 @@ class DevCluster:
 
     async def _spawn(self, name: str, args: list[str]) -> None:
         color = _COLORS[len(self.children) % len(_COLORS)] if self._tty else None
-        child = Child(name, args, self._out, color, self.tasks)
+        child = Child(name, args, self._out, color, self.tasks, self.options.env)
         self.children.append(child)
         await child.start()
 

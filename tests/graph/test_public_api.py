@@ -17,6 +17,7 @@ PUBLIC = [
     "Entry",
     "ExternalCallbacks",
     "ExternalService",
+    "ForbiddenError",
     "GraphError",
     "InvalidWriteError",
     "KeyLookupError",

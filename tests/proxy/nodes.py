@@ -23,7 +23,7 @@ from broker.serving.server import serving
 from broker.store.connection import honour_cancellation
 from broker.store.keyspace import Keyspace
 from broker.store.node_record import NodeRecord, NodeRole
-from graph import Engine
+from graph import Engine, Service
 from proxy import ProxyConfig, RunningProxy
 from proxy import serving as proxy_serving
 from tests.support.services import make_service
@@ -45,6 +45,7 @@ class TestNode:
         role: NodeRole = "follower",
         config: ServeConfig | None = None,
         capacity: int | None = None,
+        service: Service | None = None,
     ) -> None:
         self.redis = redis
         self.keyspace = keyspace
@@ -52,7 +53,8 @@ class TestNode:
         self.role = role
         self.capacity = capacity
         self.config = config or ServeConfig(port=0, shutdown_timeout_s=1, drain_window_s=0.5)
-        self.hub = Hub(Engine.for_service(make_service()), run=RUN, config=self.config)
+        engine = Engine.for_service(service or make_service())
+        self.hub = Hub(engine, run=RUN, config=self.config)
         self.ready = True
         self._stack = AsyncExitStack()
         self._beat_task: asyncio.Task[None] | None = None
@@ -150,8 +152,10 @@ def proxy_config(redis_url: str, keyspace: Keyspace, **overrides: Any) -> ProxyC
 
 
 @contextlib.asynccontextmanager
-async def running_proxy(config: ProxyConfig) -> AsyncIterator[RunningProxy]:
-    async with proxy_serving(config) as proxy:
+async def running_proxy(
+    config: ProxyConfig, *, access_log: bool = False
+) -> AsyncIterator[RunningProxy]:
+    async with proxy_serving(config, access_log=access_log) as proxy:
         yield proxy
 
 

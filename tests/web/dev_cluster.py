@@ -9,6 +9,7 @@ their heartbeats as it would find `skiff dev`'s own. Everything logs to `test-ar
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import subprocess
@@ -25,6 +26,10 @@ from skiff.dev.embedded_redis import free_port
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "web"
 SERVICE = "examples.hackernews:service"
+#: Identity tokens on, as `make dev` has them: the nodes and the proxy verify with this key and
+#: the app's demo login signs with it (made per run, like skiff dev's own).
+DEMO_KEY = "web-test-demo-key-" + os.urandom(16).hex()
+ENV = {**os.environ, "SKIFF_JWT_SECRET": DEMO_KEY, "SKIFF_DEMO_SIGNING_KEY": DEMO_KEY}
 
 
 class WebCluster:
@@ -44,8 +49,8 @@ class WebCluster:
         log = self._open_log(self._dev_log)
         self._dev = subprocess.Popen(
             [sys.executable, "-m", "skiff", "dev", SERVICE, "--followers", "0",
-             "--port", str(self.port), "--log-level", "warning"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+             "--port", str(self.port), "--log-level", "info", "--access-log"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=ENV,
         )  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while not self.redis_url:
@@ -87,8 +92,8 @@ class WebCluster:
         self.followers[name] = subprocess.Popen(
             [sys.executable, "-m", "skiff", "follower", SERVICE, "--node-id", name,
              "--port", str(free_port()), "--host", "127.0.0.1", "--redis", self.redis_url,
-             "--log-level", "warning"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+             "--log-level", "info", "--access-log"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=ENV,
         )  # fmt: skip
 
     def kill_follower(self, name: str) -> None:
@@ -124,6 +129,14 @@ class WebCluster:
             reply.raise_for_status()
             entries: list[Any] = reply.json()
             return entries
+
+    def logs(self) -> str:
+        """Every line every process of the cluster wrote so far."""
+        texts = []
+        for path in [self._dev_log, *(ARTIFACTS / f"{n}.log" for n in self.follower_names)]:
+            with contextlib.suppress(FileNotFoundError):
+                texts.append(path.read_text(errors="replace"))
+        return "\n".join(texts)
 
     def tail(self, lines: int = 60) -> str:
         texts = []

@@ -149,3 +149,35 @@ test("SkiffStream: a reconnecting EventSource keeps its stream; a closed one get
   assert.deepEqual(statuses, ["connecting", "open", "reconnecting", "open", "reconnecting", "open"]);
   stream.close();
 });
+
+test("SkiffStream: a token goes in the header and the stream URL; expiry reopens with a fresh one", async () => {
+  const created = fakeNetwork();
+  const seenHeaders = [];
+  const fetchCreated = globalThis.fetch;
+  globalThis.fetch = async (url, init) => {
+    seenHeaders.push(init.headers.Authorization);
+    return fetchCreated(url, init);
+  };
+  let issued = 0;
+  const token = async () => `tok-${++issued}`;
+  const stream = skiff.openStream("session", {}, { token, retryMs: 1 });
+  await tick();
+  await tick();
+  assert.deepEqual(seenHeaders, ["Bearer tok-1"]);
+  const first = FakeEventSource.instances[0];
+  assert.equal(first.url, "/v1/streams/s-1?access_token=tok-1");
+  first.emit("open");
+  first.emit("init", [["a", [1]]], "r/1");
+  // The server ends the stream: its token expired. Same stream id, a fresh token, no new stream.
+  first.emit("error", { error: "token expired: reconnect with a fresh token" });
+  assert.equal(first.readyState, FakeEventSource.CLOSED);
+  await tick();
+  await tick();
+  assert.equal(created.length, 1);
+  const second = FakeEventSource.instances[1];
+  assert.equal(second.url, "/v1/streams/s-1?access_token=tok-2");
+  second.emit("open");
+  second.emit("init", [["b", [2]]], "r/2");
+  assert.deepEqual(stream.entries(), [["b", [2]]]);
+  stream.close();
+});

@@ -60,10 +60,14 @@ def browser() -> Iterator[Any]:
 class AppPage:
     """One browser context with the example app open, logged in as `user`."""
 
-    def __init__(self, browser: Any, cluster: WebCluster, user: str) -> None:
+    def __init__(
+        self, browser: Any, cluster: WebCluster, user: str, requests: list[str] | None = None
+    ) -> None:
         self.user = user
         self.context = browser.new_context(viewport=VIEWPORT)
         self.page = self.context.new_page()
+        if requests is not None:
+            self.page.on("request", lambda request: requests.append(request.url))
         self.errors: list[str] = []
         self.page.on("pageerror", lambda err: self.errors.append(str(err)))
         self.page.goto(f"{cluster.url}/?user={user}")
@@ -103,6 +107,14 @@ class AppPage:
 
     def close(self) -> None:
         self.context.close()
+
+
+def login(http: httpx.Client, cluster: WebCluster, user: str) -> str:
+    """A token for `user` from the app's demo login (on: the cluster has a demo key)."""
+    reply = http.post(f"{cluster.url}/demo/login", json={"user": user})
+    assert reply.status_code == 200, reply.text
+    token: str = reply.json()["token"]
+    return token
 
 
 def expected_rows(cluster: WebCluster, user: str) -> list[tuple[str, int, bool]]:
@@ -254,10 +266,15 @@ def test_a_page_whose_stream_is_gone_opens_a_new_one(cluster: WebCluster, browse
     carol = AppPage(browser, cluster, "carol")
     try:
         stream_id = carol.stream_id()
-        # DELETE ends the connected reader; EventSource's reconnect then gets a 404 and gives up,
-        # and skiff.js creates a new stream with the same params.
+        # DELETE (by its owner: the stream is carol's) ends the connected reader; EventSource's
+        # reconnect then gets a 404 and gives up, and skiff.js creates a new stream with the same
+        # params.
         with httpx.Client(timeout=5, trust_env=False) as http:
-            assert http.delete(f"{cluster.url}/v1/streams/{stream_id}").status_code == 200
+            token = login(http, cluster, "carol")
+            url = f"{cluster.url}/v1/streams/{stream_id}"
+            assert http.delete(url).status_code == 401
+            reply = http.delete(url, headers={"Authorization": f"Bearer {token}"})
+            assert reply.status_code == 200
         carol.page.wait_for_function(
             "old => { const id = document.querySelector('[data-testid=stream-id]').textContent;"
             " return id !== old && id.includes('.'); }",
@@ -273,3 +290,58 @@ def test_a_page_whose_stream_is_gone_opens_a_new_one(cluster: WebCluster, browse
         assert not carol.errors
     finally:
         carol.close()
+
+
+@pytest.mark.timeout(60)
+def test_each_user_sees_only_their_session_and_no_log_holds_a_token(
+    cluster: WebCluster, browser: Any
+) -> None:
+    urls: list[str] = []
+    alice = AppPage(browser, cluster, "alice", requests=urls)
+    bob = AppPage(browser, cluster, "bob", requests=urls)
+    try:
+        # Logged in with tokens: each page's session is its own.
+        assert alice.page.locator("#whoami").inner_text() == "Alice"
+        assert bob.page.locator("#whoami").inner_text() == "Bob"
+        tokens = {url.split("access_token=", 1)[1] for url in urls if "access_token=" in url}
+        assert len(tokens) >= 2, urls  # the stream reads carried the tokens in their URLs
+
+        # Bob's page asks for alice's session: 403, with a clear message.
+        refused = bob.page.evaluate(
+            """async () => {
+                const login = await fetch('/demo/login', {method: 'POST',
+                    body: JSON.stringify({user: 'bob'})});
+                const {token} = await login.json();
+                const reply = await fetch('/v1/streams/session', {method: 'POST',
+                    headers: {Authorization: `Bearer ${token}`},
+                    body: JSON.stringify({session_id: 'session-alice'})});
+                return [reply.status, await reply.json()];
+            }"""
+        )
+        assert refused == [403, {"error": "session 'session-alice' is not yours"}]
+
+        # Bob's token on alice's stream id: 404, as for a stream that does not exist.
+        with httpx.Client(timeout=5, trust_env=False) as http:
+            bob_token = login(http, cluster, "bob")
+            stream_id = alice.stream_id()
+            reply = http.get(
+                f"{cluster.url}/v1/streams/{stream_id}?access_token={bob_token}",
+                headers={"Accept": "text/event-stream"},
+            )
+            assert reply.status_code == 404
+            reply = http.get(
+                f"{cluster.url}/v1/streams/{stream_id}", headers={"Accept": "text/event-stream"}
+            )
+            assert reply.status_code == 401
+        assert alice.page.locator("#whoami").inner_text() == "Alice"
+
+        # The proxy and the nodes logged these requests, but never a token.
+        time.sleep(0.5)
+        logs = cluster.logs()
+        assert "access_token=[redacted]" in logs
+        for token in {*tokens, bob_token}:
+            assert token not in logs
+        assert not alice.errors and not bob.errors
+    finally:
+        alice.close()
+        bob.close()
