@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from broker.serving.hub import Hub
     from broker.serving.loading import load_service
     from broker.serving.server import RunningNode, running, serve
-    from broker.serving.subscription import Subscription
+    from broker.serving.streams.subscription import Subscription
 
 _WHERE = {
     "BrokerError": "broker.errors",
@@ -58,7 +58,7 @@ _WHERE = {
     "RunningNode": "broker.serving.server",
     "running": "broker.serving.server",
     "serve": "broker.serving.server",
-    "Subscription": "broker.serving.subscription",
+    "Subscription": "broker.serving.streams.subscription",
 }
 
 __all__ = [

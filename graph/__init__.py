@@ -19,11 +19,11 @@ from graph.errors import (
     UserCodeError,
 )
 from graph.external import ExternalCallbacks, ExternalService
-from graph.instance import ResourceInstance
-from graph.json_extract import json_extract
+from graph.json_extract.extract import json_extract
 from graph.keys import json_sort_key
-from graph.lazy import LazyCollection
+from graph.nodes.lazy import LazyCollection
 from graph.reducers import Count, Max, Min, Sum
+from graph.resources.instance import ResourceInstance
 from graph.service import Service
 from graph.values import Values
 

@@ -10,7 +10,7 @@ from graph.claims import ClaimsAttribute
 if TYPE_CHECKING:
     from graph.collections import EagerCollection
     from graph.context import Context
-    from graph.lazy import LazyCollection
+    from graph.nodes.lazy import LazyCollection
     from graph.values import Values
 
 

@@ -6,7 +6,7 @@ instances, or one shared instance, depending on what the build read of the claim
 that read `sub` is alice's, one that read nothing serves everybody, exactly as before. So the
 claims a build sees are a tracking view: every name looked up (present or not) is recorded with
 the canonical JSON of its value, and an instance is reused for a later request only when that
-request's claims give the same value for every recorded name (graph/instance_keys.py).
+request's claims give the same value for every recorded name (graph/resources/instance_keys.py).
 
 The view in force is held in a ContextVar while the engine runs a resource's constructor and
 `instantiate`: `Context.claims` and `Resource.claims` both read it. Anywhere else — create_graph,

@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 from graph.errors import GraphError, KeyLookupError, UserCodeError
 from graph.keys import hkey
-from graph.map_node import MapNode
-from graph.operators import MergeNode, SliceNode, TakeNode, normalize_ranges
-from graph.reduce_node import ReduceNode
+from graph.nodes.map_node import MapNode
+from graph.nodes.operators import MergeNode, SliceNode, TakeNode, normalize_ranges
+from graph.nodes.reduce_node import ReduceNode
 
 if TYPE_CHECKING:
-    from graph.map_node import MapFn
-    from graph.node import Node
-    from graph.reduce_node import ReduceFn
+    from graph.nodes.map_node import MapFn
+    from graph.nodes.node import Node
+    from graph.nodes.reduce_node import ReduceFn
 
 _MISSING: Any = object()
 

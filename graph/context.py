@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 from graph.claims import current_claims
 from graph.collections import EagerCollection
 from graph.errors import UserCodeError
-from graph.json_extract import json_extract
-from graph.lazy import LazyCollection
+from graph.json_extract.extract import json_extract
+from graph.nodes.lazy import LazyCollection
 
 if TYPE_CHECKING:
     from graph.host import Host
-    from graph.lazy import ComputeFn
+    from graph.nodes.lazy import ComputeFn
 
 
 class Context:
@@ -48,6 +48,6 @@ class Context:
 
     def json_extract(self, value: Any, pattern: str) -> list[Any]:
         """Skip's `context.jsonExtract`: the matches of `pattern` in the JSON object `value`
-        (graph/json_extract.py). A pure function, also importable as `graph.json_extract` for
-        code that has no context, such as a mapper."""
+        (graph/json_extract/). A pure function, also importable as `graph.json_extract` for code
+        that has no context, such as a mapper."""
         return json_extract(value, pattern)

@@ -17,11 +17,11 @@ from graph.errors import (
 )
 from graph.external import ExternalCollection, ExternalListener, Scope
 from graph.externals import Externals
-from graph.instance import ResourceInstance
 from graph.keys import unkey
-from graph.lazy import LazyCollection
-from graph.node import InputNode, Node, StoredNode
-from graph.registry import Instances
+from graph.nodes.lazy import LazyCollection
+from graph.nodes.node import InputNode, Node, StoredNode
+from graph.resources.instance import ResourceInstance
+from graph.resources.registry import Instances
 from graph.service import Service
 from graph.tick import Tick
 from graph.writes import Batch, check_batch, check_entries
@@ -292,7 +292,7 @@ class Engine:
     def instantiate(
         self, resource: str, params: Any, claims: Mapping[str, Any] | None = None
     ) -> ResourceInstance:
-        """The live instance of (resource, params), shared and refcounted (graph/registry.py).
+        """The live instance of (resource, params), shared and refcounted (graph/resources/).
         `claims`: the verified identity claims of the request (None with auth off); instances
         whose build read claims are shared only by requests with the same values of what they
         read. Raises UnknownResourceError, ParamsRejectedError when the resource refuses, or

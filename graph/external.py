@@ -28,7 +28,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from graph.node import StoredNode
+from graph.nodes.node import StoredNode
 
 if TYPE_CHECKING:
     from graph.host import Host

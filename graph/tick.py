@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 
 class Work(Protocol):
-    """A node as the tick schedules it (graph/node.py)."""
+    """A node as the tick schedules it (graph/nodes/node.py)."""
 
     id: int
     scheduled: bool
@@ -21,7 +21,7 @@ class Work(Protocol):
 
 
 class Touched(Protocol):
-    """A published node whose changes this tick records (graph/node.py)."""
+    """A published node whose changes this tick records (graph/nodes/node.py)."""
 
     id: int
     tick_old: dict[Any, list[Any] | None] | None

@@ -5,6 +5,8 @@ proxies are stateless and several may run side by side. See proxy/app.py for the
 """
 
 from proxy.app import create_app
+from proxy.cluster.membership import Cluster, Membership
+from proxy.cluster.registry import StreamRecord, StreamRegistry
 from proxy.config import ProxyConfig
 from proxy.errors import (
     InvalidStreamIdError,
@@ -14,8 +16,6 @@ from proxy.errors import (
     ProxyError,
 )
 from proxy.gateway import Gateway
-from proxy.membership import Cluster, Membership
-from proxy.registry import StreamRecord, StreamRegistry
 from proxy.server import RunningProxy, serve, serving
 
 __all__ = [

@@ -44,7 +44,7 @@ from broker.http.errors import HttpError, error_response, shared_handlers
 from broker.http.paths import stream_read_id
 from broker.json_bytes import JsonDecodeError, loads
 from broker.store.keyspace import RateAction
-from proxy import routing
+from proxy.cluster import routing
 from proxy.errors import NodeUnavailableError, NoNodeError
 from proxy.gateway import Gateway
 from proxy.identity import AddressIdentity, ClientIdentity, subject_key

@@ -26,14 +26,14 @@ from broker.store.discovery import find_services
 from broker.store.keyspace import Keyspace
 from broker.store.primary import watch_primary
 from broker.store.scripts import RedisCallError
+from proxy.cluster.membership import Cluster, Membership
+from proxy.cluster.registry import KeepAlive, StreamRegistry
+from proxy.cluster.routing import serving
 from proxy.config import ProxyConfig
 from proxy.errors import ProxyError
-from proxy.membership import Cluster, Membership
 from proxy.metrics import ProxyMetrics
 from proxy.passthrough import RelayBoard
 from proxy.rate_limits import RateLimiter
-from proxy.registry import KeepAlive, StreamRegistry
-from proxy.routing import serving
 from proxy.streams import StreamService
 from proxy.upstream import Upstream
 from proxy.writes import WriteForwarder

@@ -14,8 +14,8 @@ from starlette.responses import Response
 
 from broker.http.guarded_protocol import ConnectionGuard
 from broker.store.primary_gauge import RedisPrimaryGauge
-from proxy.membership import Cluster
-from proxy.routing import serving
+from proxy.cluster.membership import Cluster
+from proxy.cluster.routing import serving
 
 
 class ProxyMetrics:

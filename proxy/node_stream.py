@@ -10,7 +10,7 @@ transfer coding is looked at.
 
 Back-pressure: past `_PAUSE_AT` chunks not yet taken (the client reads slower than the node writes),
 the proxy stops reading the node's socket until the relay catches up; the node then sees a slow
-reader and coalesces or drops it (broker/serving/subscription.py), as it would a direct one.
+reader and coalesces or drops it (broker/serving/streams/subscription.py), as it would a direct one.
 """
 
 from __future__ import annotations

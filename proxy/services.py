@@ -16,8 +16,8 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.json_bytes import dumps
+from proxy.cluster.routing import serving
 from proxy.gateway import Gateway
-from proxy.routing import serving
 
 
 class ServiceRouter:

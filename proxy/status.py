@@ -25,9 +25,9 @@ from broker.cluster.inspect import ClusterView, read_cluster
 from broker.json_bytes import dumps
 from broker.store.node_record import NodeRecord
 from broker.types import Json
+from proxy.cluster.routing import serving
 from proxy.errors import NodeUnavailableError
 from proxy.gateway import Gateway
-from proxy.routing import serving
 
 _READ_TIMEOUT_S: Final = 1.0
 _SCRAPED: Final = {

@@ -36,12 +36,13 @@ from broker.json_bytes import dumps
 from broker.runtime.clock import now_ms
 from broker.store.node_record import NodeRecord
 from broker.types import Json
-from proxy import routing, stream_ids
+from proxy import stream_ids
+from proxy.cluster import routing
+from proxy.cluster.membership import Membership
+from proxy.cluster.registry import RegistryError, StreamRecord, StreamRegistry, instance_digest
 from proxy.errors import InvalidStreamIdError, NodeUnavailableError, NoNodeError
-from proxy.membership import Membership
 from proxy.metrics import ProxyMetrics
 from proxy.node_stream import NodeStream
-from proxy.registry import RegistryError, StreamRecord, StreamRegistry, instance_digest
 from proxy.upstream import Reply, Upstream, segment
 
 _T = TypeVar("_T")

@@ -22,7 +22,7 @@ from broker.http.access import USER_TOKEN_HEADER
 from broker.http.paths import AFTER_VERSION_HEADER, STREAM_ID_HEADER
 from broker.json_bytes import JsonDecodeError, loads
 from broker.store.node_record import NodeRecord
-from proxy.control_client import ControlClient, Reply, header_safe
+from proxy.cluster.control_client import ControlClient, Reply, header_safe
 from proxy.errors import NodeUnavailableError
 from proxy.node_stream import NodeStream
 

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from broker.http.access import USER_TOKEN_HEADER
 from broker.http.errors import HttpError
 from broker.store.node_record import NodeRecord
-from proxy import routing
+from proxy.cluster import routing
+from proxy.cluster.membership import Cluster, Membership
 from proxy.errors import NodeUnavailableError, NoNodeError
-from proxy.membership import Cluster, Membership
 from proxy.metrics import ProxyMetrics
 from proxy.upstream import Reply, Upstream, segment
 

@@ -35,7 +35,7 @@ def test_the_import_contracts_hold() -> None:
     ("module", "line", "broken"),
     [
         ("broker/store/keyspace.py", "import proxy.app", "broker is not allowed to import proxy"),
-        ("proxy/routing.py", "import broker.serving.hub", "proxy is not allowed to import"),
+        ("proxy/cluster/routing.py", "import broker.serving.hub", "proxy is not allowed to import"),
         ("broker/leader/lease.py", "import broker.follower.sync", "not allowed to import"),
         ("broker/http/paths.py", "import redis", "broker.http is not allowed to import redis"),
         ("graph/keys.py", "import broker.errors", "graph is not allowed to import broker"),

@@ -1,7 +1,7 @@
 """ChunkSource and ChunkWriter: byte chunks taken from a source and written to an ASGI response,
 from wherever they are produced.
 
-A node's subscription (broker/serving/subscription.py) and a proxy's node stream
+A node's subscription (broker/serving/streams/subscription.py) and a proxy's node stream
 (proxy/node_stream.py) are both queues of ready-to-send bytes feeding one SSE response. Waking the
 response's task for each chunk — a future resolved, a task step through its whole await chain — cost
 about as much as the socket write itself, paid per event per subscriber in a fan-out; and a second

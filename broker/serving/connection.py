@@ -42,7 +42,7 @@ from broker.http.paths import stream_read_id
 from broker.serving.config import ServeConfig
 from broker.serving.hub import Hub
 from broker.serving.stream_response import HEADERS
-from broker.serving.subscription import Subscription
+from broker.serving.streams.subscription import Subscription
 from graph import GraphError
 
 logger = logging.getLogger("skiff.broker")

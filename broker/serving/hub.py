@@ -24,12 +24,9 @@ reading an instance's content for an init and registering the reader no tick can
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from broker.errors import (
@@ -39,24 +36,18 @@ from broker.errors import (
     UnknownStreamError,
 )
 from broker.external.feeds import Feeds
-from broker.http.sse import check_run_id, encode_error, encode_event, parse_event_id
+from broker.http.sse import check_run_id, encode_error, encode_event
 from broker.serving.config import ServeConfig
-from broker.serving.heartbeats import Heartbeats
-from broker.serving.instance_state import InstanceState
-from broker.serving.subscription import Subscription
+from broker.serving.streams.deadlines import ReaderDeadlines
+from broker.serving.streams.heartbeats import Heartbeats
+from broker.serving.streams.instance_state import InstanceState, rebind_all
+from broker.serving.streams.stream_table import StreamTable
+from broker.serving.streams.subscription import Subscription
 from broker.types import Json
-from graph import Engine, GraphError, ResourceInstance, TickResult
+from graph import Engine, ResourceInstance, TickResult
 from graph.external import ExternalCollection
 
 logger = logging.getLogger("skiff.broker")
-
-
-@dataclass(eq=False, slots=True)
-class _Stream:
-    instance: InstanceState
-    reader: Subscription | None = None
-    #: The subject of the token that created it (None: anonymous, or auth off).
-    owner: str | None = None
 
 
 class Hub:
@@ -70,11 +61,10 @@ class Hub:
         #: external services, or the engine opens none).
         self.feeds = feeds
         self._instances: dict[int, InstanceState] = {}
-        self._streams: dict[str, _Stream] = {}
+        self._streams = StreamTable()
         self._draining = False
         self._beats = Heartbeats(config.heartbeat_s, self._all_readers)
-        # Readers whose token expires, with the timer ending them (only with auth on).
-        self._expiries: dict[Subscription, asyncio.TimerHandle] = {}
+        self._deadlines = ReaderDeadlines(self._token_expired)
 
     @property
     def engine(self) -> Engine:
@@ -202,18 +192,16 @@ class Hub:
         if stream_id is None:
             # A uuid4 carries 122 random bits: stream ids are capabilities, not guessable names.
             stream_id = str(uuid.uuid4())
-        state.streams.add(stream_id)
-        self._streams[stream_id] = _Stream(instance=state, owner=owner)
+        self._streams.add(stream_id, state, owner)
         if not state.readers:
             # A fresh stream deserves the whole idle delay to connect.
             self._arm_idle(state)
         return stream_id
 
     def delete_stream(self, stream_id: str) -> None:
-        stream = self._streams.pop(stream_id, None)
+        stream = self._streams.remove(stream_id)
         if stream is None:
             raise UnknownStreamError(f"unknown stream {stream_id!r}")
-        stream.instance.streams.discard(stream_id)
         reader = stream.reader
         if reader is not None:
             reader.close("deleted")
@@ -234,8 +222,7 @@ class Hub:
 
     def owner_of(self, stream_id: str) -> str | None:
         """The owner of a stream (None: unowned, or no such stream)."""
-        stream = self._streams.get(stream_id)
-        return None if stream is None else stream.owner
+        return self._streams.owner_of(stream_id)
 
     def subscribe(
         self, stream_id: str, last_event_id: str | None = None, *, until: float | None = None
@@ -257,7 +244,7 @@ class Hub:
         reader = Subscription(
             stream_id,
             state.handle.id,
-            self._first_event(state, last_event_id),
+            state.first_event(self._run, self._engine.version, last_event_id),
             run=self._run,
             max_pending=self._config.max_pending_updates,
             max_lag=self._config.max_lag_updates,
@@ -267,13 +254,10 @@ class Hub:
         state.disarm_idle()
         self._beats.arm()
         if until is not None:
-            loop = asyncio.get_running_loop()
-            delay = max(0.0, until - time.time())
-            self._expiries[reader] = loop.call_later(delay, self._token_expired, reader)
+            self._deadlines.arm(reader, until)
         return reader
 
     def _token_expired(self, reader: Subscription) -> None:
-        self._expiries.pop(reader, None)
         reader.close("token expired", encode_error("token expired: reconnect with a fresh token"))
         self._detach(reader)
 
@@ -282,22 +266,9 @@ class Hub:
         reader.close("disconnected")
         self._detach(reader)
 
-    def _first_event(self, state: InstanceState, last_event_id: str | None) -> bytes:
-        version = self._engine.version
-        since = parse_event_id(last_event_id) if last_event_id is not None else None
-        if since is not None and since[0] == self._run:
-            resumed = state.resume_event(self._run, version, since[1])
-            if resumed is not None:
-                return resumed
-        return state.init_event(self._run, version)
-
     def _detach(self, reader: Subscription) -> None:
-        expiry = self._expiries.pop(reader, None) if self._expiries else None
-        if expiry is not None:
-            expiry.cancel()
-        stream = self._streams.get(reader.stream_id)
-        if stream is not None and stream.reader is reader:
-            stream.reader = None
+        self._deadlines.cancel(reader)
+        self._streams.detach(reader)
         state = self._instances.get(reader.instance_id)
         if state is not None and reader in state.readers:
             state.readers.discard(reader)
@@ -332,18 +303,10 @@ class Hub:
         # but its external collections' subscriptions must end.
         if self.feeds is not None:
             self.feeds.forget(list(self._engine.externals.by_name.values()))
-        old, self._engine, self._instances = self._instances, engine, {}
-        for state in old.values():
-            try:
-                handle = state.handle
-                state.rebind(engine.instantiate(handle.resource, handle.params, handle.claims))
-            except GraphError:
-                state.close_readers("reset")
-                state.disarm_idle()
-                for stream_id in state.streams:
-                    self._streams.pop(stream_id, None)
-                continue
-            self._instances[state.handle.id] = state
+        self._engine = engine
+        self._instances, gone = rebind_all(self._instances.values(), engine)
+        for state in gone:
+            self._streams.forget(state)
 
     # -- instance lifetime -------------------------------------------------------------------
     def hold_idle(self, handle: ResourceInstance, held: bool) -> None:
@@ -358,31 +321,25 @@ class Hub:
             self._arm_idle(state)
 
     def _arm_idle(self, state: InstanceState) -> None:
-        state.disarm_idle()
         if self._draining:
             # Shutting down: close() releases everything, no clock needed.
-            return
-        loop = asyncio.get_running_loop()
-        state.idle_timer = loop.call_later(self._config.idle_instance_s, self._expire, state)
+            state.disarm_idle()
+        else:
+            state.arm_idle(self._config.idle_instance_s, self._expire)
 
     def _expire(self, state: InstanceState) -> None:
-        state.idle_timer = None
-        if state.readers or self._instances.get(state.handle.id) is not state:
-            return
-        self._drop(state)
+        if not state.readers and self._instances.get(state.handle.id) is state:
+            self._drop(state)
 
     def _drop(self, state: InstanceState) -> None:
         state.disarm_idle()
-        for stream_id in state.streams:
-            self._streams.pop(stream_id, None)
-        state.streams.clear()
+        self._streams.forget(state)
         del self._instances[state.handle.id]
         self._engine.release(state.handle)
 
     # -- reads (broker/serving/reads.py) -------------------------------------------------------
     def instance_of(self, stream_id: str) -> ResourceInstance | None:
-        stream = self._streams.get(stream_id)
-        return None if stream is None else stream.instance.handle
+        return self._streams.instance_of(stream_id)
 
     # -- shutdown ----------------------------------------------------------------------------
     def stop_intake(self) -> None:
@@ -392,7 +349,7 @@ class Hub:
 
     def connected_stream_ids(self) -> list[str]:
         """The streams that have a connected reader right now."""
-        return [sid for sid, stream in self._streams.items() if stream.reader is not None]
+        return self._streams.connected()
 
     def drain(self) -> None:
         """Refuse new streams and readers, and end every connected reader."""

@@ -24,7 +24,7 @@ from broker.http.chunks import ChunkWriter
 from broker.http.eager_send import send_within
 from broker.serving.config import ServeConfig
 from broker.serving.hub import Hub
-from broker.serving.subscription import Subscription
+from broker.serving.streams.subscription import Subscription
 
 logger = logging.getLogger("skiff.broker")
 

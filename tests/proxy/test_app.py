@@ -13,7 +13,7 @@ from broker.client import SkiffClient
 from broker.store.codec import LeaseRecord
 from broker.store.keyspace import Keyspace
 from proxy import RunningProxy
-from proxy.registry import StreamRecord
+from proxy.cluster.registry import StreamRecord
 from proxy.stream_ids import mint, parse
 from tests.proxy.conftest import StartNode
 from tests.proxy.nodes import proxy_config, running_proxy, until_serving

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from broker.client import Init, SkiffClient, Update
 from broker.store.keyspace import Keyspace
 from proxy import RunningProxy
-from proxy.registry import StreamRecord
+from proxy.cluster.registry import StreamRecord
 from proxy.stream_ids import parse
 from tests.proxy.conftest import StartNode
 from tests.proxy.nodes import proxy_config, running_proxy

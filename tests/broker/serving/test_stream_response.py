@@ -10,7 +10,7 @@ import pytest
 
 from broker import Hub
 from broker.serving.stream_response import ReaderResponse
-from broker.serving.subscription import Subscription
+from broker.serving.streams.subscription import Subscription
 from tests.broker.conftest import HubFactory
 from tests.support.helpers import vote
 
