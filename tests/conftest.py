@@ -36,8 +36,8 @@ from tests.support.redis_server import (
     local_target,
 )
 
-# PostgreSQL for the tests that need one (a throwaway server, started once per session).
-pytest_plugins = ["tests.support.postgres_fixtures"]
+# PostgreSQL and Kafka for the tests that need them (throwaway servers, started once per session).
+pytest_plugins = ["tests.support.postgres_fixtures", "tests.support.kafka_fixtures"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
