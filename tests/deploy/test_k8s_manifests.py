@@ -19,6 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from broker.http.client_address import TrustedForwarders
 from skiff.cli import build_parser
 from tests.deploy import kustomize
 from tests.deploy.kustomize import Resource
@@ -161,6 +162,18 @@ def test_proxy_runs_twice_behind_a_service(resources: list[Resource]) -> None:
     (container,) = kustomize.containers(proxy)
     build_parser().parse_args(container["args"])  # skiff accepts the command line
     assert find(resources, "PodDisruptionBudget", "skiff-proxy")["spec"]["minAvailable"] == 1
+
+
+def test_proxies_believe_the_ingress_about_who_the_client_is(resources: list[Resource]) -> None:
+    # Behind the ingress every request comes from an ingress pod: unless the proxy trusts its
+    # X-Forwarded-For, all clients would share one address and one rate limit.
+    (container,) = kustomize.containers(find(resources, "Deployment", "skiff-proxy"))
+    (source,) = [s for s in container["envFrom"] if "configMapRef" in s]
+    config = find(resources, "ConfigMap", source["configMapRef"]["name"])["data"]
+    trusted = TrustedForwarders(config["SKIFF_FORWARDED_ALLOW_IPS"].split(","))
+    assert "*" not in trusted.entries
+    assert trusted.trusts("10.244.1.17") and trusted.trusts("172.17.0.5")  # pod networks
+    assert not trusted.trusts("203.0.113.9")  # a client on the internet names no one
 
 
 def test_every_container_has_probes_resources_and_runs_as_non_root(
