@@ -146,6 +146,17 @@ async def _rate_script(redis_url: str, samples: int) -> float:
         await redis.aclose()
 
 
+async def _script_calls(redis_url: str) -> dict[str, int]:
+    """How often Redis ran a script by hash, by source, and loaded one (INFO commandstats)."""
+    redis = Redis.from_url(redis_url)
+    try:
+        stats = await redis.info("commandstats")
+    finally:
+        await redis.aclose()
+    names = {"evalsha": "cmdstat_evalsha", "eval": "cmdstat_eval", "load": "cmdstat_script|load"}
+    return {name: int(stats.get(key, {}).get("calls", 0)) for name, key in names.items()}
+
+
 async def measure(samples: int) -> dict[str, Any]:
     # Every creation and write of the run, and the warm-up, fits in the burst.
     burst = str(4 * (samples + _WARM_UP))
@@ -177,16 +188,21 @@ async def measure(samples: int) -> dict[str, Any]:
                 name: await _opener(follower, samples + _WARM_UP)
                 for name, follower in followers.items()
             }
-            await _interleaved(_WARM_UP, creates)
-            await _interleaved(_WARM_UP, writes)
-            result: dict[str, Any] = {
-                "create_ms": _summary(await _interleaved(samples, creates)),
-                "write_ms": _summary(await _interleaved(samples, writes)),
-            }
-            # The warm-up used the first ids; the timed opens take the rest.
+            # Stream opens first, while both followers hold the same streams (the creations
+            # and writes below give the `guard` cluster's follower twice as much to hold).
+            # The warm-up uses the first ids; the timed opens take the rest.
             warmed = {name: _skipping(_WARM_UP, once) for name, once in opens.items()}
             await _interleaved(_WARM_UP, opens)
-            result["node_open_ms"] = _summary(await _interleaved(samples, warmed))
+            result: dict[str, Any] = {"node_open_ms": _summary(await _interleaved(samples, warmed))}
+            await _interleaved(_WARM_UP, creates)
+            await _interleaved(_WARM_UP, writes)
+            before = await _script_calls(redis.url)
+            result["create_ms"] = _summary(await _interleaved(samples, creates))
+            result["write_ms"] = _summary(await _interleaved(samples, writes))
+            after = await _script_calls(redis.url)
+            # The rate script, once per limited request; the leaders' appends (one per write of
+            # every variant) and lease renewals add theirs.
+            result["script_calls"] = {k: after[k] - before[k] for k in after}
             result["rate_script_ms"] = await _rate_script(redis.url, samples)
             for conn in conns.values():
                 await conn.close()
@@ -215,6 +231,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name, s in figures[figure].items()
     ]
     rows.append(("rate script alone (ms)", f"{figures['rate_script_ms']:.3f}"))
+    calls = figures["script_calls"]
+    rows.append(
+        (
+            f"scripts in {2 * args.samples} limited + {3 * args.samples} writes",
+            f"evalsha {calls['evalsha']}, eval {calls['eval']}, load {calls['load']}",
+        )
+    )
     print_table("client limits: median / p99 ms, ratio of medians to off, paired +ms", rows)
     write_json("limits", result)
     return result
