@@ -111,8 +111,9 @@ class Admission:
 
     The deadline is a time, moved by `arm` and cleared by `disarm`, watched by at most one
     timer per connection: a keep-alive connection's requests do not each schedule and cancel
-    a timer. When the timer fires before the deadline (it was moved since), it is set again for
-    the deadline; when no deadline is running, it lapses."""
+    a timer. A deadline only ever moves later (the timeout is the guard's, the clock monotonic),
+    so the timer fires at the deadline or before it: before (it was moved since), it is set
+    again for the deadline; when no deadline is running, it lapses."""
 
     __slots__ = ("_deadline_at", "_guard", "_key", "_timer", "_transport", "begun")
 
