@@ -33,6 +33,7 @@ from bench import (
     capacity_bench,
     engine_instances_bench,
     graph_bench,
+    limits_bench,
     proxy_bench,
     replication_bench,
     skip_runtime,
@@ -68,6 +69,7 @@ class Sizes:
     bootstrap_trials: int
     lag_rates: tuple[int, ...]
     lag_seconds: float
+    limits_samples: int  # requests per variant (bench/limits_bench.py)
 
 
 FULL = Sizes(
@@ -76,7 +78,7 @@ FULL = Sizes(
     idle_streams=10_000, proxy_fanout=1000, instance_counts=(10, 100, 1000, 10_000),
     instance_writes=300, engine_instance_counts=(10, 100, 1000, 10_000, 100_000),
     bootstrap_sizes=(10_000, 100_000, 1_000_000), bootstrap_trials=3,
-    lag_rates=(1000, 5000, 10_000, 20_000), lag_seconds=10.0,
+    lag_rates=(1000, 5000, 10_000, 20_000), lag_seconds=10.0, limits_samples=1000,
 )  # fmt: skip
 QUICK = Sizes(
     wide_keys=20_000, compare_keys=20_000, graph_writes=200, latency_writes=100,
@@ -84,6 +86,7 @@ QUICK = Sizes(
     idle_streams=200, proxy_fanout=100, instance_counts=(10, 100, 300), instance_writes=20,
     engine_instance_counts=(10, 100, 1000),
     bootstrap_sizes=(2_000, 20_000), bootstrap_trials=1, lag_rates=(1000, 5000), lag_seconds=2.0,
+    limits_samples=100,
 )  # fmt: skip
 
 
@@ -278,6 +281,11 @@ def step_capacity(s: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
     return asyncio.run(capacity_bench.run(ctx["quick"], [1, 2, 3]))
 
 
+def step_limits(s: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Issue 16's client limits: off, the connection guard only, the guard and the rate limits."""
+    return asyncio.run(limits_bench.measure(s.limits_samples))
+
+
 STEPS: dict[str, Step] = {
     "graph": step_graph,
     "wide_http": step_wide_http,
@@ -290,6 +298,7 @@ STEPS: dict[str, Step] = {
     "bootstrap": step_bootstrap,
     "replication_lag": step_replication_lag,
     "capacity": step_capacity,
+    "limits": step_limits,
 }
 
 

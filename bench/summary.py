@@ -95,6 +95,12 @@ def summary_rows(r: dict[str, Any]) -> list[Row]:
                              f"{statistics.median(samples):.1f} / {pct(samples, 0.99):.1f}", "", ""))  # fmt: skip # noqa: E501
         redis = lag["redis"]
         rows.append(("Redis bytes/version (deltas)", f"{redis['deltas_bytes_per_version']:,.0f}", "", ""))  # noqa: E501
+    lim = r.get("limits")
+    if lim and "error" not in lim:
+        for figure, label in (("create_ms", "create"), ("write_ms", "write")):
+            off, on = lim[figure]["off"], lim[figure]["limits"]
+            rows.append((f"proxy {label}, limits off / on, p50 (ms)",
+                         f"{off['median']:.2f} / {on['median']:.2f}", "", ""))  # fmt: skip
     cap = r.get("capacity")
     if cap and "error" not in cap:
         costs = cap["costs"]

@@ -175,10 +175,11 @@ class _Endpoints:
         body is read or anything is forwarded, so a refused request costs no node anything.
         A verified user counts as themselves wherever they connect from; anyone else by
         address; the operator (control token) not at all."""
-        if caller.operator:
+        rates = self._gateway.rates
+        if caller.operator or rates.limit(action).off:
             return
         key = subject_key(caller.subject) if caller.subject else self._identity(request)
-        verdict = await self._gateway.rates.check(action, key)
+        verdict = await rates.check(action, key)
         if not verdict.allowed:
             self._gateway.metrics.rate_limited.labels(action).inc()
             raise HttpError(

@@ -11,6 +11,7 @@ names the real client. The default is none: the socket peer is the client.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from typing import Final
@@ -18,12 +19,16 @@ from typing import Final
 from broker.errors import ConfigError
 
 _IPV6_GROUP: Final = 64
+#: Addresses whose keys are remembered (parsing one costs several microseconds, and every
+#: admitted connection and every rate-limited request asks again).
+_REMEMBERED: Final = 4096
 
 
 class AddressError(ConfigError):
     """A trusted-forwarder entry is neither an address, a network nor `*`."""
 
 
+@functools.lru_cache(maxsize=_REMEMBERED)
 def address_key(host: str) -> str:
     """The key a per-address limit counts `host` under: the IPv4 address, or the IPv6 /64
     network (`2001:db8:1:2::/64`); a host that is not an IP address (a Unix socket's path, a

@@ -107,41 +107,58 @@ class ConnectionGuard:
 
 
 class Admission:
-    """One admitted connection: its slot in the per-address count and its head deadline."""
+    """One admitted connection: its slot in the per-address count and its head deadline.
 
-    __slots__ = ("_deadline", "_guard", "_key", "_transport", "begun")
+    The deadline is a time, moved by `arm` and cleared by `disarm`, watched by at most one
+    timer per connection: a keep-alive connection's requests do not each schedule and cancel
+    a timer. A deadline only ever moves later (the timeout is the guard's, the clock monotonic),
+    so the timer fires at the deadline or before it: before (it was moved since), it is set
+    again for the deadline; when no deadline is running, it lapses."""
+
+    __slots__ = ("_deadline_at", "_guard", "_key", "_timer", "_transport", "begun")
 
     def __init__(self, guard: ConnectionGuard, transport: asyncio.BaseTransport, key: str | None):
         self._guard = guard
         self._transport = transport
         self._key = key
-        self._deadline: asyncio.TimerHandle | None = None
+        #: The loop time by which the awaited head must be complete; None: not timing.
+        self._deadline_at: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
         #: Bytes of the awaited head have arrived (set by the protocol).
         self.begun = False
 
     def arm(self) -> None:
         """Start the deadline of the next request head (from now)."""
-        if self._deadline is not None:
-            self._deadline.cancel()
         self.begun = False
         loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(self._guard.header_timeout_s, self._expire)
+        self._deadline_at = loop.time() + self._guard.header_timeout_s
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline_at, self._check)
 
     def disarm(self) -> None:
         """The head is complete: whatever follows (a body, an SSE stream) is not timed here."""
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._deadline_at = None
 
     def release(self) -> None:
         """The connection is gone: its slot is free."""
-        self.disarm()
+        self._deadline_at = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         key, self._key = self._key, None
         if key is not None:
             self._guard._release(key)
 
-    def _expire(self) -> None:
-        self._deadline = None
+    def _check(self) -> None:
+        self._timer = None
+        deadline = self._deadline_at
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < deadline:
+            self._timer = loop.call_at(deadline, self._check)
+            return
+        self._deadline_at = None
         self._guard.timed_out += 1
         _answer(self._transport, _TIMEOUT_REPLY if self.begun else b"")
 

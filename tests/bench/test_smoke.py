@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import engine_instances_bench, graph_bench, http_bench
+from bench import engine_instances_bench, graph_bench, http_bench, limits_bench
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,3 +34,14 @@ def test_engine_instances_bench_runs() -> None:
         assert [p["instances"] for p in result[name]["points"]] == [10, 300]
         assert result[name]["free_per_s"] > 0
     assert 0 < result["slice"]["memory"]["tracemalloc_bytes_per_instance"] < 10_000
+
+
+def test_limits_bench_runs_its_three_variants_without_a_refusal() -> None:
+    # Any refusal (a 429) fails the bench's own assertions: it sets a burst above its run.
+    result = limits_bench.main(["--samples", "20"])
+    assert set(result["create_ms"]) == {"off", "guard", "limits"}
+    assert set(result["node_open_ms"]) == {"off", "guard"}
+    assert result["write_ms"]["off"]["ratio"] == 1.0
+    # The rate script by hash: one EVALSHA per limited request, never EVAL.
+    assert result["script_calls"]["evalsha"] >= 2 * 20
+    assert result["script_calls"]["eval"] == 0

@@ -65,11 +65,14 @@ class Cluster:
         *,
         service: str = SERVICE,
         env: dict[str, str] | None = None,
+        command: tuple[str, ...] = (SKIFF,),
     ) -> None:
         self.redis_url = redis_url
         self.tmp = tmp
         self.service = service
         self.env = env or {}
+        #: What runs `skiff ARGS`: the venv's script, or a launcher (bench/limits_off.py).
+        self.command = command
         self.procs: dict[str, Proc] = {}
         self.http = httpx.AsyncClient(timeout=10.0)
 
@@ -89,7 +92,7 @@ class Cluster:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env, **proc.env}
         with proc.log.open("ab") as log:
             proc.popen = subprocess.Popen(
-                [SKIFF, *proc.args],
+                [*self.command, *proc.args],
                 cwd=ROOT,
                 env=env,
                 stdout=log,

@@ -139,6 +139,63 @@ async def test_each_keep_alive_request_has_its_own_deadline() -> None:
         assert data.startswith(b"HTTP/1.1 408 ")
 
 
+class _Transport(asyncio.Transport):
+    """A transport that records being closed (and what was written before)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+        self.written = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+async def test_a_moved_deadline_holds_with_one_timer_per_connection() -> None:
+    # Each keep-alive request moves the deadline; the one timer that watches it, firing at the
+    # old one, waits on for the new one, and lapses when no head is awaited.
+    loop = asyncio.get_running_loop()
+    scheduled: list[float] = []
+    real_call_at = loop.call_at
+
+    def call_at(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        if getattr(callback, "__self__", None).__class__.__name__ == "Admission":
+            scheduled.append(when)
+        return real_call_at(when, callback, *args, **kwargs)
+
+    loop.call_at = call_at  # type: ignore[method-assign,assignment]
+    try:
+        transport = _Transport()
+        admission = ConnectionGuard(TIMEOUT).admit(transport)
+        assert admission is not None
+        for _ in range(3):
+            await asyncio.sleep(TIMEOUT * 0.6)
+            admission.disarm()  # a head complete, its response sent: the next one awaited
+            admission.arm()
+        assert not transport.closed
+        assert len(scheduled) <= 3  # not one per request (and the first, at least once, moved)
+        admission.begun = True
+        await until(lambda: transport.closed, within=TIMEOUT * 3)
+        assert transport.written.startswith(b"HTTP/1.1 408 ")
+        admission.release()
+
+        quiet = _Transport()
+        admission = ConnectionGuard(TIMEOUT).admit(quiet)
+        assert admission is not None
+        admission.disarm()  # a head complete, a long response: the timer lapses
+        await asyncio.sleep(TIMEOUT * 1.5)
+        assert not quiet.closed
+        admission.release()
+    finally:
+        del loop.call_at
+
+
 async def test_a_long_response_is_never_cut() -> None:
     async with serving(ConnectionGuard(TIMEOUT)) as port:
         reader, writer = await connect(port)
