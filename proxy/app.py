@@ -237,7 +237,7 @@ class _Endpoints:
         caller = await self._access.caller(request.headers, cookie=False)
         self._access.require_write(caller, collection)
         await self._within_rate("writes", request, caller)
-        body = await read_body(request, self._config.max_body_bytes)
+        body = await read_body(request, self._config.max_body_bytes, self._config.body_timeout_s)
         key = request.headers.get("idempotency-key") or None
         reply = await self._gateway.writes.patch(collection, body, key, caller.token)
         return _relay(reply)
@@ -245,7 +245,7 @@ class _Endpoints:
     async def create_stream(self, request: Request) -> Response:
         caller = await self._access.caller(request.headers)
         await self._within_rate("streams", request, caller)
-        body = await read_body(request, self._config.max_body_bytes)
+        body = await read_body(request, self._config.max_body_bytes, self._config.body_timeout_s)
         try:
             params = loads(body) if body.strip() else {}
         except JsonDecodeError as err:
@@ -261,9 +261,7 @@ class _Endpoints:
         if not accepts_event_stream(headers.get("accept", "")):
             raise HttpError(406, "streams are served as text/event-stream only")
         caller = await self._access.caller(headers, query, in_query=True)
-        opened = await self._gateway.streams.open(
-            stream_id, headers.get("last-event-id"), caller
-        )
+        opened = await self._gateway.streams.open(stream_id, headers.get("last-event-id"), caller)
         if isinstance(opened, Reply):
             return _relay(opened)
         return self._relay_stream(stream_id, opened)
@@ -282,7 +280,7 @@ class _Endpoints:
 
     async def _read(self, request: Request, path: str) -> Response:
         caller = await self._access.caller(request.headers)
-        body = await read_body(request, self._config.max_body_bytes)
+        body = await read_body(request, self._config.max_body_bytes, self._config.body_timeout_s)
         tried: set[str] = set()
         for _ in range(_READ_ATTEMPTS):
             try:
@@ -320,7 +318,6 @@ class _Endpoints:
         )
         untrack = gateway.relays.add(relay)
         return relay
-
 
 
 def _relay(reply: Reply) -> Response:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.errors import ConfigError
+from broker.http.bodies import BODY_TIMEOUT_S
 from broker.http.client_address import TrustedForwarders
 from broker.http.jwt_config import JwtConfig
 from broker.store.keyspace import Keyspace, KeyspaceError
@@ -62,6 +63,8 @@ class ProxyConfig:
     #: A request's head must be complete this long after the proxy is ready for it (408 and
     #: closed beyond); an SSE stream, once its head is in, is never timed by it.
     header_timeout_s: float = 10.0
+    #: A request's body must be complete this long after its head (408 and closed beyond).
+    body_timeout_s: float = BODY_TIMEOUT_S
     #: Connections open at once from one client address (an IPv6 /64); 0: no cap. Trusted
     #: forwarders are not capped (they carry many clients).
     max_connections_per_address: int = 1024
@@ -122,6 +125,7 @@ class ProxyConfig:
             _check_positive(name, getattr(self, name))
         _check_positive("shutdown_timeout_s", self.shutdown_timeout_s, allow_zero=True)
         _check_positive("header_timeout_s", self.header_timeout_s)
+        _check_positive("body_timeout_s", self.body_timeout_s)
         limit = self.max_connections_per_address
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ProxyConfigError(f"max_connections_per_address must be >= 0, got {limit!r}")

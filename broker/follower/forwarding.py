@@ -112,7 +112,7 @@ def forwarding_route(
             raise UnknownCollectionError(f"unknown input collection {collection!r}")
         if FORWARDED_HEADER in request.headers:
             raise NotLeaderError("no leader: this node is a follower and the write was forwarded")
-        body = await read_body(request, config.max_body_bytes)
+        body = await read_body(request, config.max_body_bytes, config.body_timeout_s)
         return await forwarder.forward(f"/v1/inputs/{quote(collection, safe='')}", body,
                                        request.headers)  # fmt: skip
 

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from broker.errors import ConfigError
+from broker.http.bodies import BODY_TIMEOUT_S
 from broker.http.jwt_config import JwtConfig
 
 MIB = 1024 * 1024
@@ -62,6 +63,8 @@ class ServeConfig:
     #: A request's head must be complete this long after the server is ready for it (408 and
     #: closed beyond); an SSE stream, once its head is in, is never timed by it.
     header_timeout_s: float = 10.0
+    #: A request's body must be complete this long after its head (408 and closed beyond).
+    body_timeout_s: float = BODY_TIMEOUT_S
     #: Connections open at once from one client address (an IPv6 /64); 0: no cap. Off by
     #: default: a node's clients are proxies, which hold one connection per relayed stream.
     max_connections_per_address: int = 0
@@ -82,6 +85,7 @@ class ServeConfig:
         _check_positive("drain_window_s", self.drain_window_s, allow_zero=True)
         _check_positive("external_load_timeout_s", self.external_load_timeout_s)
         _check_positive("header_timeout_s", self.header_timeout_s)
+        _check_positive("body_timeout_s", self.body_timeout_s)
         _check_count(
             "max_connections_per_address", self.max_connections_per_address, allow_zero=True
         )

@@ -66,7 +66,9 @@ class Endpoints:
                                   collection)  # fmt: skip
         if collection not in self._hub.engine.input_names:
             raise UnknownCollectionError(f"unknown input collection {collection!r}")
-        body = await read_json(request, self._config.max_body_bytes)
+        body = await read_json(
+            request, self._config.max_body_bytes, within_s=self._config.body_timeout_s
+        )
         if not isinstance(body, list):
             raise HttpError(400, "the body must be a list of [key, [values...]] entries")
         idempotency_key = request.headers.get("idempotency-key") or None
@@ -88,7 +90,9 @@ class Endpoints:
                 raise HttpError(400, f"malformed {STREAM_ID_HEADER} header")
         resource = request.path_params["resource"]
         self._require_reader(caller, resource)
-        params = await read_json(request, self._config.max_body_bytes, empty={})
+        params = await read_json(
+            request, self._config.max_body_bytes, empty={}, within_s=self._config.body_timeout_s
+        )
         await reads.after_version(self._hub, request.headers.get(AFTER_VERSION_HEADER))
         with _nesting_guard():
             check_params(params, self._config.max_params_bytes)
@@ -136,20 +140,22 @@ class Endpoints:
         caller = await self.access.caller(request.headers)
         resource = request.path_params["resource"]
         self._require_reader(caller, resource)
-        params = await read_json(request, self._config.max_body_bytes, empty={})
+        params = await read_json(
+            request, self._config.max_body_bytes, empty={}, within_s=self._config.body_timeout_s
+        )
         await reads.after_version(self._hub, request.headers.get(AFTER_VERSION_HEADER))
         with _nesting_guard():
             check_params(params, self._config.max_params_bytes)
-            entries = await reads.snapshot(
-                self._hub, resource, params, self.access.claims(caller)
-            )
+            entries = await reads.snapshot(self._hub, resource, params, self.access.claims(caller))
         return Response(dumps(entries), media_type="application/json")
 
     async def lookup(self, request: Request) -> Response:
         caller = await self.access.caller(request.headers)
         resource = request.path_params["resource"]
         self._require_reader(caller, resource)
-        body = await read_json(request, self._config.max_body_bytes)
+        body = await read_json(
+            request, self._config.max_body_bytes, within_s=self._config.body_timeout_s
+        )
         if not isinstance(body, dict) or "key" not in body:
             raise HttpError(400, 'the body must be an object {"key": k, "params": p}')
         await reads.after_version(self._hub, request.headers.get(AFTER_VERSION_HEADER))

@@ -121,6 +121,13 @@ _OPTIONS: tuple[tuple[str, str, type[Any], str], ...] = (
         f"(default {_DEFAULTS.header_timeout_s:g})",
     ),
     (
+        "--body-timeout",
+        "body_timeout_s",
+        float,
+        f"seconds a request's body may take to arrive after its head, 408 and closed beyond "
+        f"(default {_DEFAULTS.body_timeout_s:g})",
+    ),
+    (
         "--max-connections-per-address",
         "max_connections_per_address",
         int,

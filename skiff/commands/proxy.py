@@ -137,6 +137,13 @@ def add_client_limits(parser: argparse.ArgumentParser) -> None:
         f"(default: $SKIFF_HEADER_TIMEOUT, else {d.header_timeout_s:g})",
     )
     group.add_argument(
+        "--body-timeout",
+        type=float,
+        default=_env("SKIFF_BODY_TIMEOUT", float) or d.body_timeout_s,
+        help="seconds a request's body may take to arrive after its head, 408 and closed "
+        f"beyond (default: $SKIFF_BODY_TIMEOUT, else {d.body_timeout_s:g})",
+    )
+    group.add_argument(
         "--max-connections-per-address",
         type=int,
         default=_env("SKIFF_MAX_CONNECTIONS_PER_ADDRESS", int),
@@ -176,6 +183,7 @@ def client_limits(args: argparse.Namespace) -> dict[str, Any]:
     d = _DEFAULTS
     options: dict[str, Any] = {
         "header_timeout_s": args.header_timeout,
+        "body_timeout_s": args.body_timeout,
         "forwarded_allow_ips": tuple(
             ip.strip() for ip in args.forwarded_allow_ips.split(",") if ip.strip()
         ),

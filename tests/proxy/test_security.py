@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -123,3 +126,25 @@ async def test_proxy_only_reaches_registered_nodes(
         assert response.status_code == 404
     response = await http.post("/v1/streams/top%2F..%2F..%2Fadmin", json={})
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "method, path", [("PATCH", "/v1/inputs/votes"), ("POST", "/v1/streams/top")]
+)
+async def test_a_body_that_never_finishes_gets_408_at_the_proxy(
+    config: ProxyConfig, cluster: tuple[TestNode, TestNode], method: str, path: str
+) -> None:
+    lead, follower = cluster
+    async with running_proxy(dataclasses.replace(config, body_timeout_s=0.5)) as slow:
+        host, port = slow.url.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n[[".encode()
+        )
+        started = time.monotonic()
+        data = await asyncio.wait_for(reader.read(), 3.0)  # answered, then closed
+        writer.close()
+        assert data.startswith(b"HTTP/1.1 408 ") and time.monotonic() - started < 2.0
+    assert lead.hub.engine.version == 0
+    assert lead.hub.stream_count == 0 and follower.hub.stream_count == 0

@@ -115,3 +115,23 @@ def test_the_cap_is_off_on_nodes_by_default() -> None:
     # A node's clients are proxies, holding one connection per relayed stream.
     assert ServeConfig().max_connections_per_address == 0
     assert ServeConfig().header_timeout_s == 10.0
+
+
+@pytest.mark.parametrize("path", ["/v1/inputs/votes", "/v1/streams/top", "/v1/snapshot/top"])
+async def test_a_body_that_never_finishes_gets_408_and_changes_nothing(path: str) -> None:
+    config = ServeConfig(port=0, shutdown_timeout_s=1, body_timeout_s=TIMEOUT, control_token="t")
+    async with running(make_service(), config, run="run-1") as node:
+        reader, writer = await connect(node.url)
+        method = "PATCH" if "inputs" in path else "POST"
+        writer.write(
+            f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n[[".encode()
+        )
+        for _ in range(3):  # trickled bytes do not extend the deadline
+            await asyncio.sleep(TIMEOUT / 4)
+            writer.write(b" ")
+        data = await closed_within(reader, TIMEOUT + 1.0)  # answered, then closed
+        writer.close()
+        assert data.startswith(b"HTTP/1.1 408 ")
+        assert b"request body not complete within 0.5 s" in data
+        assert node.hub.engine.version == 0 and node.hub.instance_count == 0
