@@ -64,6 +64,7 @@ skip-runtime: $(TEST_STAMP)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 # The benchmark suite (not part of `make test`): every bench/ script, one summary table,

@@ -78,9 +78,7 @@ async def _redis_command_usec(url: str) -> dict[str, float]:
     return {name.removeprefix("cmdstat_"): float(v["usec"]) for name, v in stats.items()}
 
 
-async def _open_subscribers(
-    streams: Endpoint, count: int, key: int = 0
-) -> SubscriberPool:
+async def _open_subscribers(streams: Endpoint, count: int, key: int = 0) -> SubscriberPool:
     pool = SubscriberPool(streams.host, streams.stream_port)
     ids = await create_streams(streams, [{"key": key}] * count)
     await pool.add([streams.stream_path(i) for i in ids])
@@ -230,9 +228,7 @@ async def validate(costs: Costs, load: Load, counts: list[int]) -> list[dict[str
     rows = []
     for followers in counts:
         async with cluster(SERVICE, NAME, 10_000, followers=followers) as c:
-            pools = [
-                await _open_subscribers(f, load.subscribers_per_follower) for f in c.followers
-            ]
+            pools = [await _open_subscribers(f, load.subscribers_per_follower) for f in c.followers]
             measured = await drive(c, load, pools)
             for pool in pools:
                 pool.close()

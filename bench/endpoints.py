@@ -81,7 +81,5 @@ class CpuMeter:
         self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
     def stop(self) -> dict[str, float]:
-        self.used = {
-            name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()
-        }
+        self.used = {name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
         return self.used

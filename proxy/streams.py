@@ -152,9 +152,7 @@ class StreamService:
                 record = await self._rehome(stream_id, record, tried, since, token)
                 continue
             try:
-                response = await self._upstream.open_stream(
-                    node, stream_id, last_event_id, token
-                )
+                response = await self._upstream.open_stream(node, stream_id, last_event_id, token)
             except NodeUnavailableError as err:
                 self._unavailable(node, err.reason)
                 tried.add(node.node_id)
@@ -215,9 +213,7 @@ class StreamService:
         candidates += routing.stream_hosts(cluster, exclude={parsed.node_id})
         for node in candidates:
             try:
-                response = await self._upstream.open_stream(
-                    node, str(parsed), last_event_id, token
-                )
+                response = await self._upstream.open_stream(node, str(parsed), last_event_id, token)
             except NodeUnavailableError as err:
                 self._unavailable(node, err.reason)
                 continue

@@ -263,9 +263,7 @@ async def _release(lease: LeaderLease, record: LeaseRecord) -> None:
         logger.debug("releasing the lease failed: %s", err)
 
 
-async def _defer_to_state_holder(
-    ctx: LeaderContext, meta: Meta, status: CandidateStatus
-) -> bool:
+async def _defer_to_state_holder(ctx: LeaderContext, meta: Meta, status: CandidateStatus) -> bool:
     """Whether Redis lost history of its epoch while a live leader holds it: that leader must
     republish it (broker/leader/history.py), not this candidate continue the shorter one."""
     seen = status.seen_epoch_head if status.seen_epoch == meta.epoch else 0

@@ -70,15 +70,18 @@ class CleanupMapper(Mapper):
     def map_entry(self, key: Any, values: Values) -> Iterator[tuple[Any, Any]]:
         post = values.get_unique()
         upvoted = self.session is not None and self.session["user_id"] in post["upvotes"]
-        yield key[1], {
-            "title": post["title"],
-            "url": post["url"],
-            "body": post["body"],
-            "date": post["date"],
-            "author": post["author"],
-            "upvotes": len(post["upvotes"]),
-            "upvoted": upvoted,
-        }
+        yield (
+            key[1],
+            {
+                "title": post["title"],
+                "url": post["url"],
+                "body": post["body"],
+                "date": post["date"],
+                "author": post["author"],
+                "upvotes": len(post["upvotes"]),
+                "upvoted": upvoted,
+            },
+        )
 
 
 class PostsResource(Resource):

@@ -49,7 +49,7 @@ def ready_banner(
     if control_port is not None:
         host, _, port = url.removeprefix("http://").rpartition(":")
         lines.append(
-            f"  Skip clients: SkipServiceBroker({{host: \"{host}\", streaming_port: {port}, "
+            f'  Skip clients: SkipServiceBroker({{host: "{host}", streaming_port: {port}, '
             f"control_port: {control_port}}})"
         )
     if service.name == EXAMPLE_APP_SERVICE:
@@ -60,7 +60,7 @@ def ready_banner(
         if auth:
             lines.append(
                 f"  auth:    on, with a demo key made for this run; a token for curl: "
-                f"curl -X POST {url}/demo/login -d '{{\"user\": \"alice\"}}'"
+                f'curl -X POST {url}/demo/login -d \'{{"user": "alice"}}\''
             )
     else:
         lines.append(f"  cluster status: {url}/_skiff/")

@@ -24,8 +24,6 @@ pytestmark = pytest.mark.timeout(20)
 SSE = {"Accept": "text/event-stream"}
 
 
-
-
 async def next_chunk(chunks: AsyncIterator[bytes]) -> bytes:
     async for chunk in chunks:
         if chunk:

@@ -66,9 +66,7 @@ def test_dev_on_a_port_in_use_stops_before_starting_anything(busy_port: int) -> 
 
 def test_dev_on_a_control_port_in_use_stops_before_starting_anything(busy_port: int) -> None:
     # The proxy's second port (for Skip's clients) is --port + 1 by default.
-    done = skiff(
-        "dev", "tests.support.cluster_services:service", env={"PORT": str(busy_port - 1)}
-    )
+    done = skiff("dev", "tests.support.cluster_services:service", env={"PORT": str(busy_port - 1)})
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith(f"skiff dev: cannot listen on 127.0.0.1:{busy_port}: ")
     assert "--control-port 0 opens no second port" in done.stderr

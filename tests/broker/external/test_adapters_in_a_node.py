@@ -75,6 +75,7 @@ async def test_a_node_follows_another_nodes_resource_and_polls_an_api() -> None:
         running(downstream(upstream.url, api.url), CONFIG) as node,
         SkiffClient(node.url) as client,
     ):
+
         def doubled(entries: list[tuple[Any, list[Any]]]) -> list[tuple[Any, list[Any]]]:
             return [(key, [v * 2 for v in values]) for key, values in entries]
 

@@ -19,9 +19,7 @@ from tests.support.polling import eventually
 
 pytestmark = pytest.mark.timeout(30)
 
-CONFIG = ServeConfig(
-    port=0, idle_instance_s=0.2, external_load_timeout_s=1.0, shutdown_timeout_s=1
-)
+CONFIG = ServeConfig(port=0, idle_instance_s=0.2, external_load_timeout_s=1.0, shutdown_timeout_s=1)
 
 
 async def test_a_shared_external_resource_updates_like_a_write() -> None:
