@@ -25,6 +25,7 @@ subscription; `shutdown` all of them.
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -49,20 +50,22 @@ class ExternalCallbacks(Protocol):
         """Fresh content is being fetched."""
 
 
-class ExternalService:
-    """Base class of adapters (broker/external/ has PostgreSQL, polled HTTP and Skip ones)."""
+class ExternalService(ABC):
+    """Base class of adapters (broker/external/ has PostgreSQL, Kafka, polled HTTP and Skip
+    ones). An adapter missing `subscribe` or `unsubscribe` fails when it is created, not when
+    a resource first uses it."""
 
+    @abstractmethod
     async def subscribe(
         self, instance: str, resource: str, params: Json, callbacks: ExternalCallbacks
     ) -> None:
         """Start delivering `resource` with `params` under the name `instance`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def unsubscribe(self, instance: str) -> None:
         """Stop the subscription named `instance` (nothing is delivered for it afterwards)."""
-        raise NotImplementedError
 
-    async def shutdown(self) -> None:
+    async def shutdown(self) -> None:  # noqa: B027 - optional: adapters without resources of their own
         """Stop every subscription."""
 
 

@@ -22,6 +22,17 @@ from graph import (
 from graph.external import ExternalCollection, ExternalService
 
 
+class Unused(ExternalService):
+    """An external service the engine is never meant to call in these tests (the node's feeds
+    subscribe; the engine only opens collections)."""
+
+    async def subscribe(self, instance: str, resource: str, params: Any, callbacks: Any) -> None:
+        raise AssertionError("the engine does not subscribe")
+
+    def unsubscribe(self, instance: str) -> None:
+        raise AssertionError("the engine does not unsubscribe")
+
+
 class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str]] = []
@@ -50,7 +61,7 @@ SERVICE = Service(
     inputs={"notes": []},
     resources={"feed": Feed},
     create_graph=create,
-    external_services={"db": ExternalService()},
+    external_services={"db": Unused()},
 )
 
 
@@ -131,9 +142,7 @@ def test_mistakes_are_graph_errors() -> None:
         ) -> EagerCollection:
             return context.use_external_resource(*self.params)
 
-    service = Service(
-        inputs={}, resources={"bad": Bad}, external_services={"db": ExternalService()}
-    )
+    service = Service(inputs={}, resources={"bad": Bad}, external_services={"db": Unused()})
     engine = Engine.for_service(service)
     for params in (["nope", "t"], ["db", ""], ["db", "t", {"x": float("nan")}]):
         with pytest.raises(GraphError):

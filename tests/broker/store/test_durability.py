@@ -108,8 +108,13 @@ async def test_none_does_not_wait(replicated: SentinelSet, primary: Redis) -> No
     writer = await lead(primary, ks, "a")
     await init(primary, ks, writer)
     await replicated.replicas[0].kill()
+    started = time.monotonic()
     await writer.append(delta(writer, 1), writes(writer, 1))
     await writer.confirm()
+    # No replica to wait for and none asked: acknowledged at once, on the primary.
+    assert time.monotonic() - started < 0.25
+    meta = await read_meta(primary, ks)
+    assert meta is not None and meta.head == 1
 
 
 async def test_on_a_cluster_the_wait_goes_to_the_slot_s_primary() -> None:
