@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from broker import Hub, RunningNode, ServeConfig
 from broker.cluster.heartbeat import Heartbeat, now_ms
 from broker.serving.server import serving
+from broker.store.codec import LeaseRecord
 from broker.store.connection import honour_cancellation
 from broker.store.keyspace import Keyspace
 from broker.store.node_record import NodeRecord, NodeRole
@@ -164,3 +165,12 @@ async def until_serving(proxy: RunningProxy, count: int) -> None:
         lambda c: sum(1 for n in c.nodes.values() if n.ready) >= count, 3.0
     )
     assert found is not None, "nodes did not join"
+
+
+async def set_leader(redis: Redis, keyspace: Keyspace, node_id: str, token: int) -> None:
+    await redis.set(keyspace.lease, LeaseRecord(token, f"{node_id}/1-abc").encode())
+
+
+async def until_leader(proxy: RunningProxy, node_id: str) -> None:
+    found = await proxy.gateway.membership.wait_for(lambda c: c.leader_id == node_id, 3.0)
+    assert found is not None

@@ -19,8 +19,7 @@ from broker.store.rate_limit import RateLimit
 from proxy import ProxyConfig, RunningProxy
 from proxy.rate_limits import LocalBuckets, RateLimiter
 from tests.proxy.conftest import StartNode
-from tests.proxy.nodes import running_proxy, until_serving
-from tests.proxy.test_writes import set_leader, until_leader
+from tests.proxy.nodes import running_proxy, set_leader, until_leader, until_serving
 from tests.support.helpers import vote
 
 pytestmark = pytest.mark.timeout(30)

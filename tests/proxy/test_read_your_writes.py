@@ -11,11 +11,10 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from broker.store.codec import LeaseRecord
 from broker.store.keyspace import Keyspace
 from proxy import RunningProxy
 from tests.proxy.conftest import StartNode
-from tests.proxy.nodes import until_serving
+from tests.proxy.nodes import set_leader, until_serving
 from tests.support.helpers import vote
 
 pytestmark = pytest.mark.timeout(30)
@@ -30,7 +29,7 @@ async def test_reads_after_a_write_wait_for_its_version(
 ) -> None:
     lead = await start_node("lead-0", role="leader")
     follower = await start_node("f-0")
-    await redis_client.set(keyspace.lease, LeaseRecord(3, "lead-0/1-abc").encode())
+    await set_leader(redis_client, keyspace, "lead-0", 3)
     await until_serving(proxy, 2)
     # These nodes do not replicate: the test plays the replication, late.
     write = [["v9", vote(3, "zed")]]
@@ -64,7 +63,7 @@ async def test_a_follower_that_never_catches_up_answers_after_the_bound(
 ) -> None:
     await start_node("lead-0", role="leader")
     await start_node("f-0")
-    await redis_client.set(keyspace.lease, LeaseRecord(3, "lead-0/1-abc").encode())
+    await set_leader(redis_client, keyspace, "lead-0", 3)
     await until_serving(proxy, 2)
     await http.patch("/v1/inputs/votes", json=[["v9", vote(3, "zed")]])
     started = time.monotonic()

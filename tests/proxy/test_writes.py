@@ -10,21 +10,17 @@ import pytest
 from redis.asyncio import Redis
 
 from broker.cluster.heartbeat import Heartbeat
-from broker.store.codec import LeaseRecord
 from broker.store.keyspace import Keyspace
 from broker.store.node_record import NodeRecord
 from proxy import RunningProxy
 from tests.proxy.conftest import StartNode
+from tests.proxy.nodes import set_leader, until_leader
 from tests.support.helpers import vote
 
 pytestmark = pytest.mark.timeout(30)
 
 WRITE = [["v9", vote(1, "q")]]
 FakeLeader = Callable[[str, bytes | None], Awaitable[str]]
-
-
-async def set_leader(redis: Redis, keyspace: Keyspace, node_id: str, token: int) -> None:
-    await redis.set(keyspace.lease, LeaseRecord(token, f"{node_id}/1-abc").encode())
 
 
 def retries(proxy: RunningProxy) -> float | None:
@@ -62,11 +58,6 @@ async def fake_leader(redis_client: Redis, keyspace: Keyspace) -> AsyncIterator[
     for server in servers:
         server.close()
         await server.wait_closed()
-
-
-async def until_leader(proxy: RunningProxy, node_id: str) -> None:
-    found = await proxy.gateway.membership.wait_for(lambda c: c.leader_id == node_id, 3.0)
-    assert found is not None
 
 
 @pytest.mark.parametrize("key", [None, "write-1"])

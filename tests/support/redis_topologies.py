@@ -17,10 +17,11 @@ import asyncio
 import contextlib
 import shutil
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from redis.asyncio import Redis
 from redis.cluster import key_slot
@@ -76,7 +77,31 @@ class SentinelProcess(EmbeddedRedis):
         return [self.binary, str(conf), "--sentinel"]
 
 
-class SentinelSet:
+class _Topology(ABC):
+    """A set of servers started and stopped as one: `async with` starts them all, and stops
+    whatever did start when one fails to."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class SentinelSet(_Topology):
     """A primary, `replicas` replicas and `sentinels` Sentinels (0: plain replication).
 
     `cut_replication()` lets the primary take writes its replicas will never receive, the way
@@ -196,21 +221,8 @@ class SentinelSet:
                 return False
         return True
 
-    async def __aenter__(self) -> SentinelSet:
-        try:
-            await self.start()
-        except BaseException:
-            await self.close()
-            raise
-        return self
 
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-
-class ValkeyCluster:
+class ValkeyCluster(_Topology):
     """`shards` primaries with `replicas` replicas each, slots spread evenly."""
 
     def __init__(self, *, shards: int = 3, replicas: int = 1) -> None:
@@ -299,19 +311,6 @@ class ValkeyCluster:
             if "cluster_state:ok" not in info:
                 return False
         return True
-
-    async def __aenter__(self) -> ValkeyCluster:
-        try:
-            await self.start()
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
 
 @contextlib.asynccontextmanager

@@ -5,8 +5,7 @@ failures the server reports, and the node restarting."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,34 +17,14 @@ from broker.external import (
     SkipExternalService,
     UnknownExternalResourceError,
 )
-from graph import Context, EagerCollection, Mapper, Resource, Service, Values
+from graph import Service
 from skiff.dev.embedded_redis import free_port
 from tests.chaos.faultproxy import FaultLink
 from tests.support.json_api import Recorder
 from tests.support.polling import eventually
+from tests.support.reading_resource import Picked
 
 pytestmark = pytest.mark.timeout(20)
-
-
-class Filter(Mapper):
-    def __init__(self, ids: list[Any]) -> None:
-        self.ids = ids
-
-    def map_entry(self, key: Any, values: Values) -> Iterator[tuple[Any, Any]]:
-        for value in values:
-            if value in self.ids:
-                yield key, value
-
-
-class Picked(Resource):
-    """input2's values listed at input1[params]; cannot be built while input1 says "fail"."""
-
-    def instantiate(
-        self, collections: Mapping[str, EagerCollection], context: Context
-    ) -> EagerCollection:
-        if collections["input1"].get_array("fail"):
-            raise ValueError("input1 says fail")
-        return collections["input2"].map(Filter, collections["input1"].get_array(self.params))
 
 
 def make_service() -> Service:

@@ -3,7 +3,7 @@ issue's reproduction on a single node, and a resource that can no longer be buil
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -18,31 +18,12 @@ from broker import (
     Update,
     running,
 )
-from graph import Context, EagerCollection, Mapper, Resource, Service, Values
+from graph import Context, EagerCollection, Service
+from tests.support.reading_resource import Picked
 
 pytestmark = pytest.mark.timeout(20)
 
 RUN = "run-1"
-
-
-class Filter(Mapper):
-    def __init__(self, ids: list[Any]) -> None:
-        self.ids = ids
-
-    def map_entry(self, key: Any, values: Values) -> Iterator[tuple[Any, Any]]:
-        for value in values:
-            if value in self.ids:
-                yield key, value
-
-
-class Picked(Resource):
-    def instantiate(
-        self, collections: Mapping[str, EagerCollection], context: Context
-    ) -> EagerCollection:
-        if collections["input1"].get_array("fail"):
-            raise ValueError("input1 says fail")
-        ids = collections["input1"].get_array(self.params)
-        return collections["input2"].map(Filter, ids)
 
 
 def create(inputs: Mapping[str, EagerCollection], context: Context) -> dict[str, Any]:
