@@ -22,16 +22,7 @@ from graph import (
     Service,
     Values,
 )
-
-
-class Filter(Mapper):
-    def __init__(self, ids: list[Any]) -> None:
-        self.ids = ids
-
-    def map_entry(self, key: Any, values: Values) -> Iterator[tuple[Any, Any]]:
-        for value in values:
-            if value in self.ids:
-                yield key, value
+from tests.support.reading_resource import Filter
 
 
 class Picked(Resource):
