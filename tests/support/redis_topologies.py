@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import shutil
+import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -26,7 +28,13 @@ from typing import Any, Final, Self
 from redis.asyncio import Redis
 from redis.cluster import key_slot
 
-from skiff.dev.embedded_redis import EmbeddedRedis, Fsync, find_server_binary, free_port
+from skiff.dev.embedded_redis import (
+    EmbeddedRedis,
+    EmbeddedRedisError,
+    Fsync,
+    find_server_binary,
+    free_port,
+)
 
 MASTER: Final = "skiff"
 #: How long a primary must be silent before the Sentinels (or the Cluster) call it down.
@@ -47,6 +55,28 @@ def find_cli_binary() -> str:
         if found:
             return found
     raise RuntimeError("no valkey-cli or redis-cli next to the server binary or on PATH")
+
+
+_PORT_ATTEMPTS: Final = 5
+_BUS_OFFSET: Final = 10_000
+
+
+def _cluster_port() -> int:
+    """A free port whose Cluster bus port (port + 10000, at most 65535) is free too."""
+    for _ in range(200):
+        port = random.randint(20_000, 55_535 - 1)
+        if _bindable(port) and _bindable(port + _BUS_OFFSET):
+            return port
+    raise RuntimeError("no free port pair (port, port + 10000) on 127.0.0.1")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 class SentinelProcess(EmbeddedRedis):
@@ -237,7 +267,21 @@ class ValkeyCluster(_Topology):
 
     async def start(self) -> None:
         for _ in range(self._shards * (1 + self._replicas)):
+            self.nodes.append(await self._start_node())
+        addresses = [f"{n.host}:{n.port}" for n in self.nodes]
+        await _run(
+            find_cli_binary(), "--cluster", "create", *addresses,
+            "--cluster-replicas", str(self._replicas), "--cluster-yes",
+        )  # fmt: skip
+        await _until(self._healthy, "cluster state ok on every node", 30.0)
+
+    @staticmethod
+    async def _start_node() -> EmbeddedRedis:
+        """A Cluster node also listens on its bus port, port + 10000, so a port above 55535
+        (common among free ports: Linux hands out 32768-60999) makes it refuse to start."""
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
             node = EmbeddedRedis(
+                port=_cluster_port(),
                 extra_args=(
                     *FAST,
                     "--cluster-enabled", "yes",
@@ -250,14 +294,15 @@ class ValkeyCluster(_Topology):
                     "--cluster-require-full-coverage", "no",
                 ),
             )  # fmt: skip
-            self.nodes.append(node)
-            await node.start()
-        addresses = [f"{n.host}:{n.port}" for n in self.nodes]
-        await _run(
-            find_cli_binary(), "--cluster", "create", *addresses,
-            "--cluster-replicas", str(self._replicas), "--cluster-yes",
-        )  # fmt: skip
-        await _until(self._healthy, "cluster state ok on every node", 30.0)
+            try:
+                await node.start()
+                return node
+            except EmbeddedRedisError:
+                await node.close()
+                # Another process took the port (or its bus port) in between: pick again.
+                if attempt == _PORT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     async def primary_of(self, key: str) -> EmbeddedRedis:
         """The running node that serves `key`'s slot as a primary."""
