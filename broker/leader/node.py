@@ -1,6 +1,7 @@
 """LeaderNode: one `skiff leader` process, a candidate that leads while it holds the lease.
 
-It alternates between two phases, each serving HTTP on the same port(s):
+It alternates between two phases, each serving HTTP on the same listening sockets, bound once
+(a client that connects while the node switches waits for the next phase, never refused):
 - standby: campaign for the lease (broker/leader/campaign.py), serving StandbyRole (503s);
 - leading: take office, then serve the service itself with LeadingRole while the lease keeper
   renews the lease and the snapshotter runs. The phase ends when the leadership is lost (the
@@ -15,15 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
+import socket
 from collections.abc import AsyncIterator
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from broker.cluster.heartbeat import Heartbeat
 from broker.cluster.locator import LeaderLocator
-from broker.errors import ConfigError
 from broker.external.feeds import shutdown_services
 from broker.leader.campaign import CandidateStatus, keep_lease, win_office
 from broker.leader.config import LeaderConfig, LeaderContext
@@ -37,7 +36,7 @@ from broker.serving.feed_sink import HubSink
 from broker.serving.hub import Hub
 from broker.serving.metrics import NodeMetrics
 from broker.serving.role import NodeRole
-from broker.serving.server import RunningNode, serving
+from broker.serving.server import RunningNode, bind_listeners, serving
 from broker.store.codec import unique_holder
 from broker.store.connection import close_client, connect
 from broker.store.keyspace import Keyspace
@@ -86,6 +85,7 @@ class LeaderNode:
         self._started_ms = now_ms()
         #: Between two phases: one server has stopped and the next is not serving yet.
         self.switching_phase = False
+        self._listeners: list[socket.socket] = []
 
     @property
     def role(self) -> str:
@@ -116,12 +116,20 @@ class LeaderNode:
             on_error=lambda _: self.ctx.metrics.redis_errors.inc(),
             tasks=self.ctx.tasks,
         )
-        async with heartbeat:
-            while not self._stopping.is_set():
-                lead = await self._stand_by()
-                if lead is None:
-                    break
-                await self._lead(lead)
+        # Bound once: every phase serves on these, so no client is refused while the node
+        # switches between standby and leading (it waits for the next phase's server).
+        self._listeners = bind_listeners(self._config)
+        try:
+            async with heartbeat:
+                while not self._stopping.is_set():
+                    lead = await self._stand_by()
+                    if lead is None:
+                        break
+                    await self._lead(lead)
+        finally:
+            for sock in self._listeners:
+                sock.close()
+            self._listeners = []
 
     # -- phases ------------------------------------------------------------------------------
     async def _stand_by(self) -> Leadership | None:
@@ -193,13 +201,6 @@ class LeaderNode:
     @contextlib.asynccontextmanager
     async def _serve(self, hub: Hub, role: NodeRole) -> AsyncIterator[RunningNode]:
         config = self._config
-        if self.url is not None:
-            # Later phases listen where the first one did (port 0 chose a free port once).
-            config = dataclasses.replace(
-                config,
-                port=_port(self.url),
-                control_port=None if self.control_url == self.url else _port(self.control_url),
-            )
         async with serving(
             hub,
             config,
@@ -207,6 +208,7 @@ class LeaderNode:
             log_level=self._log_level,
             access_log=self._access_log,
             tasks=self.ctx.tasks,
+            listeners=self._listeners,
         ) as running:
             self.url, self.control_url = running.url, running.control_url
             self._running = running
@@ -265,13 +267,6 @@ class _QuietPhaseSwitch(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (self._node.switching_phase and record.msg in _SERVER_LIFECYCLE)
-
-
-def _port(url: str | None) -> int:
-    port = urlsplit(url or "").port
-    if port is None:
-        raise ConfigError(f"no port in {url!r}")
-    return port
 
 
 @contextlib.asynccontextmanager

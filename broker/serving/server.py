@@ -23,7 +23,7 @@ import logging
 import math
 import signal
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Any
@@ -125,14 +125,19 @@ async def serving(
     log_level: str | None = None,
     access_log: bool = False,
     tasks: Supervisor | None = None,
+    listeners: Sequence[socket.socket] | None = None,
 ) -> AsyncIterator[RunningNode]:
     """Serve `hub` over HTTP with `node` deciding writes and readiness (leader, follower).
 
     `tasks`: the node's supervisor, which owns the server and drain tasks (one of its own
-    when None)."""
+    when None). `listeners`: sockets from `bind_listeners`, kept open by the caller across
+    several `serving` blocks (a leader's phases); bound here, and closed on exit, when None."""
     own = tasks is None
     tasks = tasks or Supervisor("node")
-    sockets = _bind_all(config)
+    # uvicorn closes the sockets it serves on: it gets duplicates, so the caller's stay
+    # listening between two blocks and a client connecting meanwhile waits in the backlog for
+    # the next server instead of being refused.
+    sockets = [sock.dup() for sock in listeners] if listeners else bind_listeners(config)
     ports = [sock.getsockname()[1] for sock in sockets]
     drain = Drain(hub, config.drain_window_s, control_token=config.control_token, tasks=tasks)
     admin = [drain.route()]
@@ -258,7 +263,8 @@ async def _until_started(server: uvicorn.Server, task: asyncio.Task[None]) -> No
         await asyncio.sleep(0.005)
 
 
-def _bind_all(config: ServeConfig) -> list[socket.socket]:
+def bind_listeners(config: ServeConfig) -> list[socket.socket]:
+    """The node's listening sockets: its port, and its control port if it has one."""
     ports = [config.port] if config.control_port is None else [config.port, config.control_port]
     sockets: list[socket.socket] = []
     try:

@@ -136,6 +136,38 @@ async def test_a_paused_leader_cannot_publish_after_losing_its_lease(
     check_no_write_lost(log, await vote_counts(follower.url))
 
 
+async def test_a_leader_stepping_down_refuses_no_connection(cluster: Cluster) -> None:
+    """Its phases (leading, then standby) serve on sockets bound once: a client connecting
+    while one server stops and the next starts waits for the next, it is never refused."""
+    old = await cluster.leader("L1", *LEASE)
+    standby = await cluster.leader("L2", *LEASE, ready=False)
+    cluster.signal("L1", signal.SIGSTOP)
+    await cluster.wait_ready(standby, within=15)
+    roles: list[str] = []
+    refused = 0
+    # A fresh connection per request: what is measured is whether the port accepts.
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=10.0, limits=limits) as http:
+        cluster.signal("L1", signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        settled: float | None = None
+        while time.monotonic() < deadline:
+            try:
+                health = await http.get(f"{old.url}/healthz")
+            except httpx.ConnectError:
+                refused += 1
+                continue
+            roles.append(health.json().get("role", "?"))
+            if roles[-1] != "leader" and settled is None:
+                # On through the switch to the standby's server, and a little beyond.
+                settled = time.monotonic()
+                deadline = settled + 1.0
+            await asyncio.sleep(0.005)
+    assert refused == 0, f"{refused} connection(s) refused while L1 stepped down"
+    assert roles and roles[-1] == "candidate", roles
+    assert roles.count("leader") < len(roles)
+
+
 async def test_flushall_starts_a_new_epoch_and_everyone_converges(
     cluster: Cluster, redis: str
 ) -> None:
