@@ -12,10 +12,12 @@ reconciles, which republishes the state under a new epoch when Redis lost it.
 
 A candidate that finds no keyspace does not create one at once: after a FLUSHALL the live
 leader must republish its state first, not be beaten by a standby starting from scratch. It
-waits `fresh_start_grace_s` and as long as another node's heartbeat says it leads. Likewise
-when the keyspace lost history of its epoch (a failover to a stale replica) while another node
-that leads is alive; once none is, the candidate takes office and starts a new epoch from
-what Redis still holds, logging what was lost.
+waits `fresh_start_grace_s` (`data_loss_wait_s` when writes existed) and as long as another
+node's heartbeat says it leads. Likewise when the keyspace lost history of its epoch (a
+failover to a stale replica): it waits as long as another node that leads is alive, and up to
+`data_loss_wait_s` when none can be seen (the leader's own heartbeat may be among what was
+lost); then it takes office and starts a new epoch from what Redis still holds, logging what
+was lost.
 """
 
 from __future__ import annotations
@@ -71,23 +73,22 @@ async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateSt
     """Campaign until this candidate holds the lease and its state (runs until cancelled)."""
     config = ctx.config
     backoff = Backoff(cap=config.acquire_interval_s * 2)
-    missing_since: float | None = None
-    warned = False
+    vanished = _Deferral()  # the keyspace is gone
+    shortened = _Deferral()  # the keyspace holds a shorter history of its epoch
     while True:
         # redis-py on 3.11 can swallow a cancel that lands mid-command (see redis_conn).
         honour_cancellation()
         try:
             meta = await read_meta(ctx.redis, ctx.keyspace)
+            now = time.monotonic()
             if meta is None:
-                now = time.monotonic()
-                missing_since = missing_since or now
+                shortened.reset()
                 lost = status.seen_head > 0 or await _state_elsewhere(ctx)
                 wait = config.data_loss_wait_s if lost else config.fresh_start_grace_s
-                remaining = missing_since + wait - now
+                remaining = vanished.remaining(now, wait)
                 if remaining > 0 or await _leader_alive_elsewhere(ctx):
-                    if lost and not warned:
-                        warned = True
-                        logger.warning(
+                    if lost:
+                        vanished.warn_once(
                             "%s: the keyspace vanished but writes existed; waiting up to %.0f s "
                             "for the node holding the state to republish it",
                             config.node_id,
@@ -104,9 +105,9 @@ async def win_office(ctx: LeaderContext, lease: LeaderLease, status: CandidateSt
                         config.data_loss_wait_s,
                     )
             else:
-                missing_since, warned = None, False
+                vanished.reset()
                 status.saw(meta)
-                if await _defer_to_state_holder(ctx, meta, status):
+                if await _defer_to_state_holder(ctx, meta, status, shortened, now):
                     status.redis_ok = True
                     await asyncio.sleep(config.acquire_interval_s)
                     continue
@@ -263,13 +264,55 @@ async def _release(lease: LeaderLease, record: LeaseRecord) -> None:
         logger.debug("releasing the lease failed: %s", err)
 
 
-async def _defer_to_state_holder(ctx: LeaderContext, meta: Meta, status: CandidateStatus) -> bool:
-    """Whether Redis lost history of its epoch while a live leader holds it: that leader must
-    republish it (broker/leader/history.py), not this candidate continue the shorter one."""
+async def _defer_to_state_holder(
+    ctx: LeaderContext, meta: Meta, status: CandidateStatus, deferral: _Deferral, now: float
+) -> bool:
+    """Whether Redis lost history of its epoch and the node holding it may still republish it
+    (broker/leader/history.py), so this candidate must not continue the shorter one.
+
+    A leader whose heartbeat says it leads is waited for as long as it lives. One that cannot
+    be seen is waited for too, up to `data_loss_wait_s`: its heartbeat record may be among
+    what the failover lost, or expired on the promoted replica, while the leader itself is
+    reconnecting with the state."""
     seen = status.seen_epoch_head if status.seen_epoch == meta.epoch else 0
-    if await find_lost_history(ctx, meta, known=seen) is None:
+    lost = await find_lost_history(ctx, meta, known=seen)
+    if lost is None:
+        deferral.reset()
         return False
-    return await _leader_alive_elsewhere(ctx)
+    if await _leader_alive_elsewhere(ctx):
+        return True
+    wait = ctx.config.data_loss_wait_s
+    if deferral.remaining(now, wait) <= 0:
+        return False
+    deferral.warn_once(
+        "%s: %s; waiting up to %.0f s for the node holding them to republish",
+        ctx.config.node_id,
+        lost.describe(),
+        wait,
+    )
+    return True
+
+
+@dataclass
+class _Deferral:
+    """A candidate holding back because a node may hold state Redis lost: since when, and
+    whether it said so (once per episode)."""
+
+    since: float | None = None
+    warned: bool = False
+
+    def remaining(self, now: float, wait: float) -> float:
+        if self.since is None:
+            self.since = now
+        return self.since + wait - now
+
+    def warn_once(self, message: str, *args: object) -> None:
+        if not self.warned:
+            self.warned = True
+            logger.warning(message, *args)
+
+    def reset(self) -> None:
+        self.since, self.warned = None, False
 
 
 async def _state_elsewhere(ctx: LeaderContext) -> bool:

@@ -23,7 +23,8 @@ class LeaderConfig:
     whose Redis lost its data (FLUSHALL) republishes its state first. When the candidate has
     evidence that acknowledged writes existed (it saw a head above 0, or a node reports an
     applied version above 0), it waits `data_loss_wait_s` instead for the node holding that
-    state to republish, and only then starts empty, logging the loss as an error.
+    state to republish, and only then starts empty, logging the loss as an error. It waits as
+    long for a keyspace holding a shorter history of its epoch than a node has seen.
     `durability` says what a write waits for before it is acknowledged
     (broker/store/durability.py)."""
 
@@ -51,7 +52,10 @@ class LeaderConfig:
         if self.fresh_start_grace_s < 0:
             raise ConfigError("fresh start grace must not be negative")
         if self.data_loss_wait_s < self.fresh_start_grace_s:
-            raise ConfigError("data loss wait must be at least the fresh start grace")
+            raise ConfigError(
+                f"data loss wait must be at least the fresh start grace "
+                f"({self.fresh_start_grace_s:g} s), got {self.data_loss_wait_s:g}"
+            )
 
     @property
     def lease_ttl_ms(self) -> int:

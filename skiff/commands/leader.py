@@ -56,6 +56,14 @@ class LeaderCommand:
             help="seconds after which a snapshot is taken anyway when the version moved "
             f"(default {_DEFAULTS.snapshot_interval_s:g})",
         )
+        parser.add_argument(
+            "--data-loss-wait",
+            type=float,
+            default=_DEFAULTS.data_loss_wait_s,
+            help="seconds a candidate that finds Redis lost acknowledged versions (a vanished "
+            "keyspace, a shorter history) waits for the node holding them to republish before "
+            f"it starts without them (default {_DEFAULTS.data_loss_wait_s:g})",
+        )
         durability = _DEFAULTS.durability
         parser.add_argument(
             "--durability",
@@ -83,16 +91,7 @@ class LeaderCommand:
         redis_url = require_redis(args)
         config = cluster_serve_config(args)
         service = load_service(args.service)
-        leader_config = LeaderConfig(
-            node_id=args.node_id,
-            advertise_url=args.advertise_url,
-            lease_ttl_s=args.lease_ttl,
-            snapshot_every=args.snapshot_every,
-            snapshot_interval_s=args.snapshot_interval,
-            durability=Durability(
-                args.durability, args.durability_replicas, args.durability_timeout
-            ),
-        )
+        leader_config = leader_config_from(args)
         configure_logging(args.log_level)
         logger.info(
             "leader candidate %s of %s using %s, durability %s",
@@ -103,6 +102,19 @@ class LeaderCommand:
         )
         run_server(run_leader(service, config, leader_config, redis_url, args))
         return 0
+
+
+def leader_config_from(args: argparse.Namespace) -> LeaderConfig:
+    """The candidate's LeaderConfig from `skiff leader`'s parsed arguments."""
+    return LeaderConfig(
+        node_id=args.node_id,
+        advertise_url=args.advertise_url,
+        lease_ttl_s=args.lease_ttl,
+        snapshot_every=args.snapshot_every,
+        snapshot_interval_s=args.snapshot_interval,
+        data_loss_wait_s=args.data_loss_wait,
+        durability=Durability(args.durability, args.durability_replicas, args.durability_timeout),
+    )
 
 
 async def run_leader(

@@ -16,6 +16,7 @@ import pytest
 from broker import ServeConfig, ServiceLoadError, load_service
 from graph import Service
 from skiff.cli import build_parser, main
+from skiff.commands.leader import leader_config_from
 from skiff.commands.options import cluster_serve_config, serve_config
 from skiff.dev.embedded_redis import free_port
 
@@ -52,11 +53,32 @@ def test_a_subcommand_is_required(capsys: pytest.CaptureFixture[str]) -> None:
         (["serve", "tests.support.services:service", "--port", "70000"], "port must be"),
         (["serve", "tests.support.services:service", "--max-pending", "0"], "max_pending_updates"),
         (["serve", "tests.broker.nothing_here:service"], "cannot import"),
+        (
+            [
+                "leader",
+                "tests.support.services:service",
+                "--redis",
+                "redis://127.0.0.1:1/0",
+                "--data-loss-wait",
+                "0.5",
+            ],
+            "data loss wait must be at least the fresh start grace (1.5 s), got 0.5",
+        ),
     ],
 )
 def test_clean_failures(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 1
     assert message in capsys.readouterr().err
+
+
+def test_leader_options_reach_the_leader_config() -> None:
+    args = build_parser().parse_args(
+        ["leader", "pkg.mod:svc", "--node-id", "L9", "--lease-ttl", "2", "--data-loss-wait", "20"]
+    )
+    config = leader_config_from(args)
+    assert (config.node_id, config.lease_ttl_s, config.data_loss_wait_s) == ("L9", 2.0, 20.0)
+    default = leader_config_from(build_parser().parse_args(["leader", "pkg.mod:svc"]))
+    assert default.data_loss_wait_s == 60.0
 
 
 def test_load_service_variants() -> None:
