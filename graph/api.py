@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from graph.values import Values
 
 
-class Mapper:
+class Mapper(ABC):
     """Maps one entry of a collection to any number of (key, value) pairs.
 
     `map_entry` must not mutate the values it is given: they are the engine's own. It may take
@@ -22,11 +23,11 @@ class Mapper:
     context)` does: `def map_entry(self, key, values, context)` is given it.
     """
 
-    def map_entry(self, key: Any, values: Values) -> Iterable[tuple[Any, Any]]:
-        raise NotImplementedError
+    @abstractmethod
+    def map_entry(self, key: Any, values: Values) -> Iterable[tuple[Any, Any]]: ...
 
 
-class Reducer:
+class Reducer(ABC):
     """Folds the values of each key into one accumulator, incrementally.
 
     `remove` may return None to mean "recompute this key from `initial`": the engine then
@@ -38,21 +39,23 @@ class Reducer:
 
     initial: Any = None
 
-    def add(self, acc: Any, value: Any) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def add(self, acc: Any, value: Any) -> Any: ...
 
     def remove(self, acc: Any, value: Any) -> Any:
         return None
 
 
-class LazyCompute:
+class LazyCompute(ABC):
     """Computes the values of a lazy collection at one key, on demand."""
 
-    def compute(self, self_collection: LazyCollection, key: Any, context: Context) -> Iterable[Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def compute(
+        self, self_collection: LazyCollection, key: Any, context: Context
+    ) -> Iterable[Any]: ...
 
 
-class Resource:
+class Resource(ABC):
     """A parameterised live query. The constructor receives the client's JSON params and may
     raise to reject them; `instantiate` builds the resource's collection from the shared ones.
 
@@ -72,7 +75,7 @@ class Resource:
     def __init__(self, params: Any) -> None:
         self.params = params
 
+    @abstractmethod
     def instantiate(
         self, collections: Mapping[str, EagerCollection], context: Context
-    ) -> EagerCollection:
-        raise NotImplementedError
+    ) -> EagerCollection: ...

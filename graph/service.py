@@ -36,6 +36,13 @@ class Service:
             for key in names:
                 if not isinstance(key, str) or not key:
                     raise GraphError(f"{label} names must be non-empty strings, got {key!r}")
+        for name, resource in self.resources.items():
+            # A class missing `instantiate` would fail on its first request; say so at load.
+            missing = sorted(getattr(resource, "__abstractmethods__", ()))
+            if missing:
+                raise GraphError(
+                    f"resource {name!r}: {resource.__name__} does not define {', '.join(missing)}"
+                )
 
     @property
     def input_names(self) -> tuple[str, ...]:

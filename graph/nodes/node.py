@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ class _SizeKey:
 SIZE_KEY: Any = _SizeKey()
 
 
-class Node(Readable):
+class Node(Readable, ABC):
     """A collection: maps keys to non-empty lists of values.
 
     Subclasses store their data as they see fit (`get`, `keys`, `__len__`); every change goes
@@ -71,18 +72,18 @@ class Node(Readable):
         return f"<{type(self).__name__} #{self.id} {self.label}>"
 
     # -- storage (subclasses override) --------------------------------------------------
-    def get(self, key: HKey) -> list[Any] | None:
-        raise NotImplementedError
+    @abstractmethod
+    def get(self, key: HKey) -> list[Any] | None: ...
 
-    def keys(self) -> Iterable[HKey]:
-        raise NotImplementedError
+    @abstractmethod
+    def keys(self) -> Iterable[HKey]: ...
 
     def has(self, key: HKey) -> bool:
         """Whether `key` has values (cheaper than `get` where values are built on demand)."""
         return self.get(key) is not None
 
-    def __len__(self) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def __len__(self) -> int: ...
 
     # -- reads by user code ------------------------------------------------------------
     def read(self, key: HKey) -> list[Any]:

@@ -3,6 +3,7 @@ reduce_node.py)."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Collection, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, Self, cast
 
@@ -34,8 +35,8 @@ class Operator(Node):
                 source.routes.remove_every(self)
                 source.prune_routes()
 
-    def source_changed(self, key: HKey, delta: Delta) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def source_changed(self, key: HKey, delta: Delta) -> None: ...
 
     def _schedule(self) -> None:
         tick = self.engine.tick
@@ -86,8 +87,8 @@ class KeyedOperator(Operator, StoredNode):
         if pending:
             self.refresh(pending)
 
-    def refresh(self, keys: Collection[HKey]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def refresh(self, keys: Collection[HKey]) -> None: ...
 
 
 class SharedOperator(KeyedOperator):
@@ -120,8 +121,8 @@ class SharedOperator(KeyedOperator):
         return cls(source.engine, source, signature)
 
     @staticmethod
-    def _label(signature: Hashable) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def _label(signature: Hashable) -> str: ...
 
     def detach(self) -> None:
         self.refs -= 1
@@ -133,8 +134,8 @@ class SharedOperator(KeyedOperator):
         self._unroute(routes)
         source.prune_routes()
 
-    def _unroute(self, routes: Routes) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _unroute(self, routes: Routes) -> None: ...
 
 
 class TakeNode(SharedOperator):

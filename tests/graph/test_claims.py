@@ -205,7 +205,7 @@ def test_claims_are_empty_outside_a_build_and_with_auth_off() -> None:
     e = engine()
     assert dict(current_claims()) == {}
     assert dict(e.context.claims) == {}
-    assert dict(Resource({}).claims) == {}
+    assert dict(Everything({}).claims) == {}
     with pytest.raises(ForbiddenError):
         e.instantiate("checked", {"user": "alice"})  # auth off: no sub, the resource refuses
     with pytest.raises(ParamsRejectedError):

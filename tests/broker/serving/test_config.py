@@ -38,7 +38,8 @@ def test_is_frozen() -> None:
     ],
 )
 def test_accepts(overrides: dict[str, Any]) -> None:
-    ServeConfig(**overrides)
+    config = ServeConfig(**overrides)
+    assert {name: getattr(config, name) for name in overrides} == overrides
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,9 @@ class Silent(Resource):
     def __init__(self, params: Any) -> None:
         raise ValueError
 
+    def instantiate(self, collections: Any, context: Any) -> Any:
+        raise AssertionError("never built: the constructor refuses every params")
+
 
 @pytest.fixture
 def engine() -> Engine:

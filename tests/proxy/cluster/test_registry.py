@@ -70,6 +70,7 @@ async def test_put_get_touch_delete(redis_client: Redis, keyspace: Keyspace) -> 
 async def test_records_lapse_without_use(redis_client: Redis, keyspace: Keyspace) -> None:
     registry = StreamRegistry(redis_client, keyspace, ttl_ms=150)
     await registry.put("s", RECORD, placement=None)
+    assert await registry.get("s") is not None
     await eventually(lambda: _absent(registry, "s"), within=2)
 
 
