@@ -2,9 +2,10 @@
 
 With Sentinel the primary is whatever the Sentinels name now; on a Cluster it is the primary of
 the service's slot. `watch_primary` asks every `interval_s` (the answer comes from the client's
-own view: Sentinel's reply, the Cluster client's slot map, which both follow a failover) and
-logs each change; `RedisPrimaryGauge` (primary_gauge.py, free of redis: a node's metrics
-import it) exports it as `skiff_redis_primary{address} 1`.
+own view: Sentinel's reply, the Cluster client's slot map, which both follow a failover), logs
+each change and closes the connections still open to the old primary; `RedisPrimaryGauge`
+(primary_gauge.py, free of redis: a node's metrics import it) exports it as
+`skiff_redis_primary{address} 1`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,20 @@ async def primary_address(redis: Redis, key: str) -> str:
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
 
 
+async def leave_old_primary(redis: Redis) -> None:
+    """Close every connection to a primary the Sentinels replaced, those in use included.
+
+    redis-py closes only the idle ones when it learns of a failover; one in use — a follower's
+    blocking stream read, held for its whole life — would go on reading from the old server,
+    which, cut off from the Sentinels but not from this process, may act as a primary for as
+    long as the partition lasts while the leader publishes on the new one. Closed, the
+    command fails like any lost connection and its caller reconnects to the new primary. (A
+    Cluster primary cut off from the majority refuses commands by itself: CLUSTERDOWN.)"""
+    pool: Any = redis.connection_pool if not isinstance(redis, RedisCluster) else None
+    if isinstance(pool, SentinelConnectionPool):
+        await pool.disconnect(inuse_connections=True)
+
+
 async def watch_primary(
     redis: Redis, key: str, gauge: RedisPrimaryGauge, *, who: str, interval_s: float = 1.0
 ) -> None:
@@ -63,6 +78,7 @@ async def watch_primary(
                     logger.warning(
                         "%s: Redis primary changed from %s to %s", who, gauge.address, address
                     )
+                    await leave_old_primary(redis)
                 gauge.set(address)
         honour_cancellation()
         await asyncio.sleep(interval_s)

@@ -5,6 +5,7 @@
     link.delay(0.2)                 # add 200 ms to every chunk, both directions
     link.drop(0.3)                  # each new connection is reset with probability 0.3
     link.partition()                # reset every connection, refuse (reset) new ones
+    link.partition("127.0.0.2")     # the same, for clients connecting from that address only
     link.heal()                     # back to a clean relay
     await link.close()
 
@@ -28,9 +29,12 @@ class FaultLink:
         self.latency = 0.0
         self.drop_rate = 0.0
         self.partitioned = False
+        #: Client addresses cut off (a partition of one side only).
+        self.cut_sources: set[str] = set()
         self.rng = random.Random(seed)
         self._server: asyncio.Server | None = None
-        self._conns: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        #: Live relayed connections (client side, upstream side) -> the client's address.
+        self._conns: dict[tuple[asyncio.StreamWriter, asyncio.StreamWriter], str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- faults ---------------------------------------------------------------------------------
@@ -44,15 +48,21 @@ class FaultLink:
             if self.rng.random() < rate:
                 self._reset(pair)
 
-    def partition(self) -> None:
-        self.partitioned = True
-        for pair in list(self._conns):
-            self._reset(pair)
+    def partition(self, source: str | None = None) -> None:
+        """Cut every client off, or only those connecting from address `source`."""
+        if source is None:
+            self.partitioned = True
+        else:
+            self.cut_sources.add(source)
+        for pair, client in list(self._conns.items()):
+            if source is None or client == source:
+                self._reset(pair)
 
     def heal(self) -> None:
         self.latency = 0.0
         self.drop_rate = 0.0
         self.partitioned = False
+        self.cut_sources.clear()
 
     @property
     def connections(self) -> int:
@@ -77,6 +87,10 @@ class FaultLink:
 
     # -- relaying -------------------------------------------------------------------------------
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        source = writer.get_extra_info("peername")[0]
+        if source in self.cut_sources:
+            _abort(writer)
+            return
         if self.partitioned or (self.drop_rate and self.rng.random() < self.drop_rate):
             _abort(writer)
             return
@@ -86,7 +100,7 @@ class FaultLink:
             _abort(writer)
             return
         pair = (writer, up_writer)
-        self._conns.add(pair)
+        self._conns[pair] = source
         pumps = [
             asyncio.create_task(self._pump(reader, up_writer, pair)),
             asyncio.create_task(self._pump(up_reader, writer, pair)),
@@ -100,7 +114,7 @@ class FaultLink:
                 pump.cancel()
         finally:
             self._tasks.difference_update(pumps)
-            self._conns.discard(pair)
+            self._conns.pop(pair, None)
             for w in pair:
                 w.close()
 
@@ -124,7 +138,7 @@ class FaultLink:
             self._reset(pair)
 
     def _reset(self, pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter]) -> None:
-        self._conns.discard(pair)
+        self._conns.pop(pair, None)
         for w in pair:
             _abort(w)
 

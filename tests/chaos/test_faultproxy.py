@@ -33,8 +33,9 @@ async def link() -> AsyncIterator[FaultLink]:
         server.close()
 
 
-async def roundtrip(link: FaultLink, payload: bytes = b"ping") -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", link.port)
+async def roundtrip(link: FaultLink, payload: bytes = b"ping", source: str | None = None) -> bytes:
+    local = (source, 0) if source else None
+    reader, writer = await asyncio.open_connection("127.0.0.1", link.port, local_addr=local)
     try:
         writer.write(payload)
         await writer.drain()
@@ -79,3 +80,27 @@ async def test_drop_resets_some_connections(link: FaultLink) -> None:
             raise ConnectionResetError("closed")
     link.heal()
     assert await roundtrip(link) == b"ping"
+
+
+async def test_a_partition_of_one_source_address_leaves_the_others(link: FaultLink) -> None:
+    near = await asyncio.open_connection("127.0.0.1", link.port)
+    far = await asyncio.open_connection("127.0.0.1", link.port, local_addr=("127.0.0.2", 0))
+    for reader, writer in (near, far):
+        writer.write(b"a")
+        assert await reader.read(1) == b"a"
+    link.partition("127.0.0.2")
+    try:  # the far side's live connection is cut
+        assert await asyncio.wait_for(far[0].read(1), 3) == b""
+    except ConnectionResetError:
+        pass
+    with pytest.raises((ConnectionError, OSError)):
+        if not await roundtrip(link, source="127.0.0.2"):
+            raise ConnectionResetError("closed")
+    # The near side's live connection and new ones keep going.
+    near[1].write(b"b")
+    assert await near[0].read(1) == b"b"
+    assert await roundtrip(link) == b"ping"
+    link.heal()
+    assert await roundtrip(link, source="127.0.0.2") == b"ping"
+    for _, writer in (near, far):
+        writer.close()

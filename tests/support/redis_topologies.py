@@ -35,8 +35,11 @@ from skiff.dev.embedded_redis import (
     find_server_binary,
     free_port,
 )
+from tests.chaos.faultproxy import FaultLink
 
 MASTER: Final = "skiff"
+#: The loopback address the far side of a partition connects from.
+FAR_SIDE: Final = "127.0.0.2"
 #: How long a primary must be silent before the Sentinels (or the Cluster) call it down.
 DOWN_AFTER_MS: Final = 1000
 #: Every data server: a replica syncs at once (no 5 s wait for more replicas to share a
@@ -82,10 +85,14 @@ def _bindable(port: int) -> bool:
 class SentinelProcess(EmbeddedRedis):
     """`valkey-server <conf> --sentinel`, monitoring `master` at (host, port) with quorum 2."""
 
-    def __init__(self, master: tuple[str, int], *, name: str = MASTER) -> None:
+    def __init__(
+        self, master: tuple[str, int], *, name: str = MASTER, source: str | None = None
+    ) -> None:
         super().__init__()
         self.master = master
         self.name = name
+        #: The address its outgoing connections come from (a partition cuts it off).
+        self.source = source
 
     def _argv(self) -> list[str]:
         host, port = self.master
@@ -100,6 +107,12 @@ class SentinelProcess(EmbeddedRedis):
                     f"sentinel down-after-milliseconds {self.name} {DOWN_AFTER_MS}",
                     f"sentinel failover-timeout {self.name} 5000",
                     f"sentinel parallel-syncs {self.name} 1",
+                    # Announced as where it listens, not as where it connects from.
+                    *(
+                        [f"bind-source-addr {self.source}", f"sentinel announce-ip {self.host}"]
+                        if self.source
+                        else []
+                    ),
                     "",
                 ]
             )
@@ -135,7 +148,13 @@ class SentinelSet(_Topology):
     """A primary, `replicas` replicas and `sentinels` Sentinels (0: plain replication).
 
     `cut_replication()` lets the primary take writes its replicas will never receive, the way
-    a primary that dies before its replicas received its last writes loses them."""
+    a primary that dies before its replicas received its last writes loses them.
+
+    `partitionable=True` puts the primary behind a relay (tests/chaos/faultproxy.py) that the
+    replicas and Sentinels reach from 127.0.0.2 (Valkey's `bind-source-addr`): `partition()`
+    cuts them off from the primary while every client (connecting from 127.0.0.1) keeps
+    reaching it — the split brain of a primary isolated from the Sentinels but not from its
+    clients. `heal()` ends it."""
 
     def __init__(
         self,
@@ -144,6 +163,7 @@ class SentinelSet(_Topology):
         sentinels: int = 3,
         appendonly: bool = False,
         appendfsync: Fsync = "everysec",
+        partitionable: bool = False,
     ) -> None:
         self.primary = EmbeddedRedis(
             appendonly=appendonly, appendfsync=appendfsync, extra_args=FAST
@@ -154,6 +174,7 @@ class SentinelSet(_Topology):
         self._appendonly = appendonly
         self.replicas: list[EmbeddedRedis] = []
         self.sentinels: list[SentinelProcess] = []
+        self.relay = FaultLink(0) if partitionable else None
 
     @property
     def servers(self) -> list[EmbeddedRedis]:
@@ -166,18 +187,27 @@ class SentinelSet(_Topology):
 
     async def start(self) -> None:
         await self.primary.start()
+        # Where the replicas and Sentinels reach the primary, and the address Sentinels give
+        # to clients: the relay's when partitionable.
+        host, port = self.primary.host, self.primary.port
+        far: tuple[str, ...] = ()
+        if self.relay is not None:
+            self.relay.upstream_port = port
+            await self.relay.start()
+            host, port = self.relay.host, self.relay.port
+            far = ("--bind-source-addr", FAR_SIDE)
         for _ in range(self._replica_count):
             replica = EmbeddedRedis(
                 appendonly=self._appendonly,
                 appendfsync=self._appendfsync,
-                extra_args=(*FAST, "--replicaof", self.primary.host, str(self.primary.port)),
+                extra_args=(*FAST, "--replicaof", host, str(port), *far),
             )
             self.replicas.append(replica)
             await replica.start()
         for replica in self.replicas:
             await _until(lambda r=replica: _link_up(r), "replica link up")
         for _ in range(self._sentinel_count):
-            sentinel = SentinelProcess((self.primary.host, self.primary.port))
+            sentinel = SentinelProcess((host, port), source=FAR_SIDE if far else None)
             self.sentinels.append(sentinel)
             await sentinel.start()
         if self.sentinels:
@@ -191,6 +221,21 @@ class SentinelSet(_Topology):
         for replica in self.replicas:
             async with _client(replica) as client:
                 await client.execute_command("REPLICAOF", replica.host, str(free_port()))
+
+    def partition(self) -> None:
+        """The replicas and Sentinels lose the primary; its clients keep it."""
+        assert self.relay is not None, "SentinelSet(partitionable=True)"
+        self.relay.partition(FAR_SIDE)
+
+    def heal(self) -> None:
+        assert self.relay is not None, "SentinelSet(partitionable=True)"
+        self.relay.heal()
+
+    def server_at(self, address: tuple[str, int]) -> EmbeddedRedis:
+        """The server behind an address the Sentinels give (the relay's is the first primary's)."""
+        if self.relay is not None and address[1] == self.relay.port:
+            return self.primary
+        return next(s for s in self.servers if s.port == address[1])
 
     async def current_primary(self) -> EmbeddedRedis | None:
         """The running server that answers `role: master`, asked directly."""
@@ -221,19 +266,30 @@ class SentinelSet(_Topology):
 
         async def promoted() -> bool:
             address = await self.sentinel_primary()
-            if address is None or address[1] == old.port:
+            if address is None:
                 return False
-            server = next(s for s in self.servers if s.port == address[1])
-            return await _role(server) == "master"
+            server = self.server_at(address)
+            return server is not old and await _role(server) == "master"
 
         await _until(promoted, "a replica promoted", timeout_s)
-        found = await self.current_primary()
-        assert found is not None
-        return found
+        # The one the Sentinels name: in a split brain the old primary still answers `master`.
+        address = await self.sentinel_primary()
+        assert address is not None
+        return self.server_at(address)
+
+    async def wait_demoted(self, server: EmbeddedRedis, timeout_s: float = 30.0) -> None:
+        """Until `server`, a primary before, is a replica in sync with the new one."""
+
+        async def demoted() -> bool:
+            return await _role(server) == "slave" and await _link_up(server)
+
+        await _until(demoted, f"{server.port} a replica again", timeout_s)
 
     async def close(self) -> None:
         for process in [*self.sentinels, *self.replicas, self.primary]:
             await _discard(process)
+        if self.relay is not None:
+            await self.relay.close()
 
     async def _sentinels_agree(self) -> bool:
         for sentinel in self.sentinels:
