@@ -26,7 +26,7 @@ import pytest
 import pytest_asyncio
 
 from tests.support.failover import LoadRun, check_everywhere, leader_of, under_load
-from tests.support.harness import Cluster, Proc, metric
+from tests.support.harness import Cluster, Proc, closing_cluster, metric
 from tests.support.redis_topologies import SentinelSet
 
 pytestmark = pytest.mark.timeout(240)
@@ -47,12 +47,8 @@ async def sentinel() -> AsyncIterator[SentinelSet]:
 async def cluster(
     sentinel: SentinelSet, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Cluster]:
-    c = Cluster(sentinel.url, tmp_path)
-    try:
+    async with closing_cluster(sentinel.url, tmp_path, request) as c:
         yield c
-    finally:
-        failed = getattr(request.node, "rep_call", None)
-        await c.close(show_logs=failed is None or failed.failed)
 
 
 async def run_sentinel_failover(

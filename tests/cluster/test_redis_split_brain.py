@@ -27,7 +27,7 @@ import pytest
 import pytest_asyncio
 
 from tests.support.failover import check_everywhere, leader_of, under_load
-from tests.support.harness import Cluster
+from tests.support.harness import Cluster, closing_cluster
 from tests.support.redis_topologies import SentinelSet
 
 pytestmark = pytest.mark.timeout(240)
@@ -52,12 +52,8 @@ async def sentinel() -> AsyncIterator[SentinelSet]:
 async def cluster(
     sentinel: SentinelSet, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Cluster]:
-    c = Cluster(sentinel.url, tmp_path)
-    try:
+    async with closing_cluster(sentinel.url, tmp_path, request) as c:
         yield c
-    finally:
-        failed = getattr(request.node, "rep_call", None)
-        await c.close(show_logs=failed is None or failed.failed)
 
 
 @pytest.mark.parametrize("durability", ["none", "replica"])

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from broker.store.keyspace import Keyspace
 from tests.support.cluster_services import service
-from tests.support.harness import Cluster
+from tests.support.harness import Cluster, closing_cluster
 from tests.support.redis_server import ServerFactory
 from tests.support.writers import WriteLog, check_no_write_lost, vote_counts, write_votes
 
@@ -36,12 +36,8 @@ async def redis(redis_server_factory: ServerFactory) -> AsyncIterator[str]:
 async def cluster(
     redis: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Cluster]:
-    c = Cluster(redis, tmp_path)
-    try:
+    async with closing_cluster(redis, tmp_path, request) as c:
         yield c
-    finally:
-        failed = getattr(request.node, "rep_call", None)
-        await c.close(show_logs=failed is None or failed.failed)
 
 
 async def test_followers_converge_with_the_leader_under_random_writes(cluster: Cluster) -> None:

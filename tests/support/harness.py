@@ -12,12 +12,14 @@ are printed so the failure can be understood from CI output alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -274,6 +276,18 @@ class Cluster:
         if show_logs:
             for proc in self.procs.values():
                 print(f"\n----- {proc.name} ({proc.kind}) log tail -----\n{proc.tail()}")
+
+
+@contextlib.asynccontextmanager
+async def closing_cluster(redis_url: str, tmp_path: Path, request: Any) -> AsyncIterator[Cluster]:
+    """A test's Cluster, closed at its end with every process's log shown when the test failed
+    (or stopped before reporting: a timeout). `request` is pytest's FixtureRequest."""
+    cluster = Cluster(redis_url, tmp_path)
+    try:
+        yield cluster
+    finally:
+        failed = getattr(request.node, "rep_call", None)
+        await cluster.close(show_logs=failed is None or failed.failed)
 
 
 def die_with_parent() -> None:
