@@ -134,8 +134,7 @@ class KafkaExternalService(ExternalService):
                 try:
                     messages = await reader.next_batch(config.check_interval_s)
                 except OffsetsLostError as err:
-                    callbacks.error(KafkaSubscribeError(f"{err}; reading the topic again"))
-                    await self._restart(reader, params, callbacks)
+                    await self._restart(reader, params, callbacks, err)
                     continue
                 except KafkaAdapterError as err:
                     callbacks.error(err)
@@ -159,13 +158,25 @@ class KafkaExternalService(ExternalService):
                 elif reachable and lost:
                     lost = False
                     logger.info("kafka: %s answers again", config.bootstrap_servers)
+                if reachable:
+                    try:
+                        await reader.check_positions()
+                    except OffsetsLostError as err:
+                        await self._restart(reader, params, callbacks, err)
+                    except KafkaAdapterError:
+                        pass  # gone again since `reachable`: the next check reports it
         finally:
             await self._close(reader)
 
     async def _restart(
-        self, reader: TopicReader, params: KafkaParams, callbacks: ExternalCallbacks
+        self,
+        reader: TopicReader,
+        params: KafkaParams,
+        callbacks: ExternalCallbacks,
+        lost: OffsetsLostError,
     ) -> None:
         """The log no longer holds the positions: read it whole again (or skip to its end)."""
+        callbacks.error(KafkaSubscribeError(f"{lost}; reading the topic again"))
         while True:
             try:
                 if params.from_beginning:

@@ -126,6 +126,22 @@ class TopicReader:
             return False
         return True
 
+    async def check_positions(self) -> None:
+        """Raise OffsetsLostError when a position is past its partition's end: the log was
+        cut short or made again (a recreated topic, an unclean leader election). Kafka answers
+        a fetch there with OFFSET_OUT_OF_RANGE, which `next_batch` turns into the same error,
+        but some Kafka-compatible servers just return nothing, and the reader would wait
+        forever at a position the new log reaches only much later."""
+        consumer = self._consumer
+        end = await self._call(consumer.end_offsets(self._partitions))
+        for tp in self._partitions:
+            position = await self._call(consumer.position(tp))
+            if position > end[tp]:
+                raise OffsetsLostError(
+                    f"{self.topic!r}: partition {tp.partition} ends at {end[tp]}, "
+                    f"before the position {position} read up to"
+                )
+
     async def close(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:

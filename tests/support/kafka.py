@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from skiff.dev.embedded_redis import free_port
+from tests.chaos.faultproxy import FaultLink
 
 _PORT_ATTEMPTS = 3
 _READY_TIMEOUT_S = 10.0
@@ -108,19 +109,19 @@ class KafkaServer:
         path = (self._root or Path("/nonexistent")) / "tansu.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def _argv(self, url: str) -> list[str]:
+        return [
+            "broker", "--listener-url", url, "--advertised-listener-url", url,
+            "--storage-engine", "memory://tansu/",
+        ]  # fmt: skip
+
     async def _spawn(self) -> None:
         assert self._root is not None
         url = f"tcp://127.0.0.1:{self.port}"
         with (self._root / "tansu.log").open("ab") as log:
             self._process = await asyncio.create_subprocess_exec(
                 str(self.binary),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
+                *self._argv(url),
                 cwd=self._root,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
@@ -146,3 +147,52 @@ class KafkaServer:
             break
         await self.stop()
         raise KafkaServerError(f"tansu did not start on port {self.port}:\n{self.log()[-2000:]}")
+
+
+class KafkaRoute(KafkaServer):
+    """A path to `origin` that a test can cut while the broker and its log live on: a Tansu
+    proxy to it, behind a FaultLink (tests/chaos/faultproxy.py). A client that bootstraps from
+    `route.bootstrap` reaches the broker only through `route.link` (the proxy advertises the
+    link's address); one that connects to the origin itself is not cut by `link.partition()`.
+
+        async with KafkaRoute(server) as route:
+            ...  # KafkaConfig(route.bootstrap); route.link.partition(); route.link.heal()
+    """
+
+    def __init__(self, origin: KafkaServer) -> None:
+        super().__init__()
+        self.origin = origin
+        self.link = FaultLink(0)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.link.port}"
+
+    async def start(self) -> None:
+        if not self.link.port:
+            await self.link.start()
+        await super().start()
+        self.link.upstream_port = self.port
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            await self.link.close()
+
+    async def __aenter__(self) -> KafkaRoute:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _argv(self, url: str) -> list[str]:
+        return [
+            "proxy", "--listener-url", url, "--advertised-listener-url", f"tcp://{self.bootstrap}",
+            "--origin-url", f"tcp://{self.origin.bootstrap}",
+        ]  # fmt: skip

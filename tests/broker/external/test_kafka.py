@@ -24,7 +24,7 @@ from broker.external import (
     KafkaUnavailableError,
 )
 from graph import Context, EagerCollection, Resource, Service
-from tests.support.kafka import KafkaServer
+from tests.support.kafka import KafkaRoute, KafkaServer
 from tests.support.kafka_fixtures import create_topic
 from tests.support.polling import eventually
 from tests.support.postgres_tables import Recorder
@@ -181,6 +181,69 @@ async def test_a_broker_down_fails_a_subscription_and_is_reported_to_a_live_one(
         await asyncio.sleep(0.5)  # a few more checks of the cluster
         assert sum(isinstance(e, KafkaUnavailableError) for e in seen.errors) == 1
         assert seen.content == {"a": [1], "b": [2]}
+
+
+async def test_after_an_outage_the_log_is_read_on_from_the_positions(
+    kafka_server: KafkaServer, kafka_topic: str, kafka_producer: Any
+) -> None:
+    """The broker and its log live on while the adapter cannot reach it: back, it reads on
+    from where it was (what was produced meanwhile, as updates), not the topic again."""
+    async with KafkaRoute(kafka_server) as route:
+        config = KafkaConfig(route.bootstrap, request_timeout_s=2, check_interval_s=0.2)
+        async with KafkaExternalService(config) as service:
+            await send(kafka_producer, kafka_topic, "a", 1)
+            seen = Recorder()
+            await service.subscribe("svc/t#1", kafka_topic, {}, seen)
+            assert seen.updates == [([("a", [1])], True)]
+
+            route.link.partition()
+            await eventually(lambda: any(isinstance(e, KafkaUnavailableError) for e in seen.errors))
+            await send(kafka_producer, kafka_topic, "b", 2)
+            await send(kafka_producer, kafka_topic, "c", 3, partition=1)
+            route.link.heal()
+
+            await eventually(lambda: seen.content == {"a": [1], "b": [2], "c": [3]}, within=20)
+            later = seen.updates[1:]
+            assert not any(is_init for _, is_init in later)
+            assert sorted(key for entries, _ in later for key, _ in entries) == ["b", "c"]
+
+
+async def test_a_log_lost_during_an_outage_is_read_whole_again(
+    kafka_server: KafkaServer, kafka_producer: Any
+) -> None:
+    """The topic is deleted and made again while the adapter is cut off: its positions are
+    past the new log's end, so it reads the topic whole again and replaces the content."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    topic = await create_topic(kafka_server.bootstrap, partitions=1)
+    async with KafkaRoute(kafka_server) as route:
+        config = KafkaConfig(route.bootstrap, request_timeout_s=2, check_interval_s=0.2)
+        async with KafkaExternalService(config) as service:
+            for n in range(3):
+                await send(kafka_producer, topic, f"old{n}", n)
+            seen = Recorder()
+            await service.subscribe("svc/t#1", topic, {"fromBeginning": True}, seen)
+            assert seen.content == {"old0": [0], "old1": [1], "old2": [2]}
+
+            route.link.partition()
+            admin = AIOKafkaAdminClient(bootstrap_servers=kafka_server.bootstrap)
+            await admin.start()
+            try:
+                await admin.delete_topics([topic])
+                await eventually(lambda: _topic_gone(admin, topic), within=10)
+                await admin.create_topics([NewTopic(topic, 1, 1)])
+            finally:
+                await admin.close()
+            await send(kafka_producer, topic, "new", 9)
+            route.link.heal()
+
+            await eventually(lambda: seen.content == {"new": [9]}, within=20)
+            assert seen.updates[-1] == ([("new", [9])], True)
+            assert any("reading the topic again" in str(e) for e in seen.errors)
+
+
+async def _topic_gone(admin: Any, topic: str) -> bool:
+    return topic not in await admin.list_topics()
 
 
 class Latest(Resource):
