@@ -15,9 +15,9 @@ leader must republish its state first, not be beaten by a standby starting from 
 waits `fresh_start_grace_s` (`data_loss_wait_s` when writes existed) and as long as another
 node's heartbeat says it leads. Likewise when the keyspace lost history of its epoch (a
 failover to a stale replica): it waits as long as another node that leads is alive, and up to
-`data_loss_wait_s` when none can be seen (the leader's own heartbeat may be among what was
-lost); then it takes office and starts a new epoch from what Redis still holds, logging what
-was lost.
+`history_wait_s` (three lease TTLs) when none can be seen (the leader's own heartbeat may be
+among what was lost while it reconnects); then it takes office and starts a new epoch from
+what Redis still holds, logging what was lost.
 """
 
 from __future__ import annotations
@@ -271,8 +271,8 @@ async def _defer_to_state_holder(
     (broker/leader/history.py), so this candidate must not continue the shorter one.
 
     A leader whose heartbeat says it leads is waited for as long as it lives. One that cannot
-    be seen is waited for too, up to `data_loss_wait_s`: its heartbeat record may be among
-    what the failover lost, or expired on the promoted replica, while the leader itself is
+    be seen is waited for too, up to `history_wait_s`: its heartbeat record may be among what
+    the failover lost, or expired on the promoted replica, while the leader itself is
     reconnecting with the state."""
     seen = status.seen_epoch_head if status.seen_epoch == meta.epoch else 0
     lost = await find_lost_history(ctx, meta, known=seen)
@@ -281,7 +281,7 @@ async def _defer_to_state_holder(
         return False
     if await _leader_alive_elsewhere(ctx):
         return True
-    wait = ctx.config.data_loss_wait_s
+    wait = ctx.config.history_wait_s
     if deferral.remaining(now, wait) <= 0:
         return False
     deferral.warn_once(

@@ -23,8 +23,12 @@ class LeaderConfig:
     whose Redis lost its data (FLUSHALL) republishes its state first. When the candidate has
     evidence that acknowledged writes existed (it saw a head above 0, or a node reports an
     applied version above 0), it waits `data_loss_wait_s` instead for the node holding that
-    state to republish, and only then starts empty, logging the loss as an error. It waits as
-    long for a keyspace holding a shorter history of its epoch than a node has seen.
+    state to republish, and only then starts empty, logging the loss as an error. A keyspace
+    holding a shorter history of its epoch than a node has seen (a failover to a stale replica)
+    is waited on for `lost_history_wait_s` (default three lease TTLs) when no leader can be
+    seen: a leader that survived retakes the lease within about a TTL of reaching Redis again,
+    while one that died with the primary must not stop writes for as long as a vanished
+    keyspace does.
     `durability` says what a write waits for before it is acknowledged
     (broker/store/durability.py)."""
 
@@ -36,6 +40,7 @@ class LeaderConfig:
     chunk_size: int = 2000
     fresh_start_grace_s: float = 1.5
     data_loss_wait_s: float = 60.0
+    lost_history_wait_s: float | None = None
     durability: Durability = field(default_factory=Durability)
 
     def __post_init__(self) -> None:
@@ -56,10 +61,21 @@ class LeaderConfig:
                 f"data loss wait must be at least the fresh start grace "
                 f"({self.fresh_start_grace_s:g} s), got {self.data_loss_wait_s:g}"
             )
+        if self.lost_history_wait_s is not None and self.lost_history_wait_s < 0:
+            raise ConfigError(
+                f"lost history wait must not be negative, got {self.lost_history_wait_s:g}"
+            )
 
     @property
     def lease_ttl_ms(self) -> int:
         return round(self.lease_ttl_s * 1000)
+
+    @property
+    def history_wait_s(self) -> float:
+        """How long a standby waits for an unseen leader to republish a shortened history."""
+        if self.lost_history_wait_s is not None:
+            return self.lost_history_wait_s
+        return 3 * self.lease_ttl_s
 
     @property
     def renew_interval_s(self) -> float:

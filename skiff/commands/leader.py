@@ -60,9 +60,17 @@ class LeaderCommand:
             "--data-loss-wait",
             type=float,
             default=_DEFAULTS.data_loss_wait_s,
-            help="seconds a candidate that finds Redis lost acknowledged versions (a vanished "
-            "keyspace, a shorter history) waits for the node holding them to republish before "
-            f"it starts without them (default {_DEFAULTS.data_loss_wait_s:g})",
+            help="seconds a candidate that finds the keyspace gone while writes existed waits "
+            "for the node holding them to republish before it starts without them "
+            f"(default {_DEFAULTS.data_loss_wait_s:g})",
+        )
+        parser.add_argument(
+            "--lost-history-wait",
+            type=float,
+            default=None,
+            help="seconds a candidate that finds Redis holding a shorter history than was "
+            "published (a failover to a stale replica) waits for a leader it cannot see to "
+            "republish it (default three lease TTLs)",
         )
         durability = _DEFAULTS.durability
         parser.add_argument(
@@ -113,6 +121,7 @@ def leader_config_from(args: argparse.Namespace) -> LeaderConfig:
         snapshot_every=args.snapshot_every,
         snapshot_interval_s=args.snapshot_interval,
         data_loss_wait_s=args.data_loss_wait,
+        lost_history_wait_s=args.lost_history_wait,
         durability=Durability(args.durability, args.durability_replicas, args.durability_timeout),
     )
 

@@ -77,8 +77,11 @@ def test_leader_options_reach_the_leader_config() -> None:
     )
     config = leader_config_from(args)
     assert (config.node_id, config.lease_ttl_s, config.data_loss_wait_s) == ("L9", 2.0, 20.0)
+    assert config.history_wait_s == 6.0  # three lease TTLs
     default = leader_config_from(build_parser().parse_args(["leader", "pkg.mod:svc"]))
-    assert default.data_loss_wait_s == 60.0
+    assert (default.data_loss_wait_s, default.history_wait_s) == (60.0, 9.0)
+    chosen = build_parser().parse_args(["leader", "pkg.mod:svc", "--lost-history-wait", "30"])
+    assert leader_config_from(chosen).history_wait_s == 30.0
 
 
 def test_load_service_variants() -> None:

@@ -92,9 +92,9 @@ async def test_a_standby_does_not_continue_a_shorter_history(
         await forget_after(redis_client, keyspace, 7)
         await eventually(lambda: follower.sync.state == "waiting", within=5)
         # No node that leads can be seen, but one may still hold the lost versions (its own
-        # heartbeat may be among what the failover lost): b gives it data_loss_wait_s.
+        # heartbeat may be among what the failover lost): b gives it lost_history_wait_s.
         started = time.monotonic()
-        async with candidate(redis_url, service, "b", data_loss_wait_s=WAIT_S) as b:
+        async with candidate(redis_url, service, "b", lost_history_wait_s=WAIT_S) as b:
             lead = await leading(b, within=WAIT_S + 10)
             assert time.monotonic() - started >= WAIT_S
             assert lead.epoch != epoch
