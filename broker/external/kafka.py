@@ -148,12 +148,8 @@ class KafkaExternalService(ExternalService):
                         callbacks.update(as_entries(changes, whole=False), False)
                     lost = False
                     continue
-                # Idle: is the cluster still there (reported once per outage), and the log?
-                try:
-                    reachable = await reader.still_there()
-                except OffsetsLostError as err:
-                    await self._restart(reader, params, callbacks, err)
-                    continue
+                # Idle: is the cluster still there? Reported once per outage.
+                reachable = await reader.reachable()
                 if not reachable and not lost:
                     lost = True
                     callbacks.error(KafkaUnavailableError(
@@ -162,6 +158,13 @@ class KafkaExternalService(ExternalService):
                 elif reachable and lost:
                     lost = False
                     logger.info("kafka: %s answers again", config.bootstrap_servers)
+                if reachable:
+                    try:
+                        await reader.check_positions()
+                    except OffsetsLostError as err:
+                        await self._restart(reader, params, callbacks, err)
+                    except KafkaAdapterError:
+                        pass  # gone again since `reachable`: the next check reports it
         finally:
             await self._close(reader)
 

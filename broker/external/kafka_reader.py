@@ -116,28 +116,31 @@ class TopicReader:
             for record in records[partition]
         ]
 
-    async def still_there(self) -> bool:
-        """The check of an idle subscription, one round trip: whether the cluster answers (the
-        client itself only logs a lost connection, and retries) with the partitions' end
-        offsets. Raises OffsetsLostError when a position is past its partition's end: the log
-        was cut short or made again (a recreated topic, an unclean leader election). Kafka
-        answers a fetch there with OFFSET_OUT_OF_RANGE, which `next_batch` turns into the same
-        error, but some Kafka-compatible servers just return nothing, and the reader would wait
-        forever at a position the new log reaches only much later."""
-        consumer = self._consumer
+    async def reachable(self) -> bool:
+        """Whether the cluster answers a metadata request now (the client itself only logs a
+        lost connection, and retries)."""
         try:
             async with asyncio.timeout(self.config.request_timeout_s):
-                end = await consumer.end_offsets(self._partitions)
-                positions = {tp: await consumer.position(tp) for tp in self._partitions}
+                await self._consumer.topics()
         except (self._errors.KafkaError, TimeoutError, OSError):
             return False
-        for tp, position in positions.items():
+        return True
+
+    async def check_positions(self) -> None:
+        """Raise OffsetsLostError when a position is past its partition's end: the log was
+        cut short or made again (a recreated topic, an unclean leader election). Kafka answers
+        a fetch there with OFFSET_OUT_OF_RANGE, which `next_batch` turns into the same error,
+        but some Kafka-compatible servers just return nothing, and the reader would wait
+        forever at a position the new log reaches only much later."""
+        consumer = self._consumer
+        end = await self._call(consumer.end_offsets(self._partitions))
+        for tp in self._partitions:
+            position = await self._call(consumer.position(tp))
             if position > end[tp]:
                 raise OffsetsLostError(
                     f"{self.topic!r}: partition {tp.partition} ends at {end[tp]}, "
                     f"before the position {position} read up to"
                 )
-        return True
 
     async def close(self) -> None:
         consumer, self._consumer = self._consumer, None
