@@ -25,6 +25,7 @@ from pathlib import Path
 
 from skiff.dev.embedded_redis import free_port
 from tests.chaos.faultproxy import FaultLink
+from tests.support.lifecycle import StartStop
 
 _PORT_ATTEMPTS = 3
 _READY_TIMEOUT_S = 10.0
@@ -60,7 +61,7 @@ def find_binary() -> Path:
     )
 
 
-class KafkaServer:
+class KafkaServer(StartStop):
     """One throwaway broker: `start()`, `stop()` (same port on the next start), `close()`."""
 
     def __init__(self) -> None:
@@ -179,17 +180,6 @@ class KafkaRoute(KafkaServer):
             await super().close()
         finally:
             await self.link.close()
-
-    async def __aenter__(self) -> KafkaRoute:
-        try:
-            await self.start()
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     def _argv(self, url: str) -> list[str]:
         return [

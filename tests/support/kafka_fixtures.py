@@ -11,7 +11,6 @@ tests/conftest.py.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,25 +30,15 @@ def _new_server() -> KafkaServer:
         pytest.skip(str(reason))
 
 
-@contextlib.asynccontextmanager
-async def _started() -> AsyncIterator[KafkaServer]:
-    server = _new_server()
-    try:
-        await server.start()
-        yield server
-    finally:
-        await server.close()
-
-
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def kafka_server() -> AsyncIterator[KafkaServer]:
-    async with _started() as server:
+    async with _new_server() as server:
         yield server
 
 
 @pytest_asyncio.fixture
 async def private_kafka() -> AsyncIterator[KafkaServer]:
-    async with _started() as server:
+    async with _new_server() as server:
         yield server
 
 

@@ -19,11 +19,9 @@ import random
 import shutil
 import socket
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from redis.asyncio import Redis
 from redis.cluster import key_slot
@@ -36,6 +34,7 @@ from skiff.dev.embedded_redis import (
     free_port,
 )
 from tests.chaos.faultproxy import FaultLink
+from tests.support.lifecycle import StartStop
 
 MASTER: Final = "skiff"
 #: The loopback address the far side of a partition connects from.
@@ -120,31 +119,7 @@ class SentinelProcess(EmbeddedRedis):
         return [self.binary, str(conf), "--sentinel"]
 
 
-class _Topology(ABC):
-    """A set of servers started and stopped as one: `async with` starts them all, and stops
-    whatever did start when one fails to."""
-
-    @abstractmethod
-    async def start(self) -> None: ...
-
-    @abstractmethod
-    async def close(self) -> None: ...
-
-    async def __aenter__(self) -> Self:
-        try:
-            await self.start()
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-
-class SentinelSet(_Topology):
+class SentinelSet(StartStop):
     """A primary, `replicas` replicas and `sentinels` Sentinels (0: plain replication).
 
     `cut_replication()` lets the primary take writes its replicas will never receive, the way
@@ -308,7 +283,7 @@ class SentinelSet(_Topology):
         return True
 
 
-class ValkeyCluster(_Topology):
+class ValkeyCluster(StartStop):
     """`shards` primaries with `replicas` replicas each, slots spread evenly."""
 
     def __init__(self, *, shards: int = 3, replicas: int = 1) -> None:
