@@ -47,7 +47,7 @@ async def primary_address(redis: Redis, key: str) -> str:
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
 
 
-async def leave_old_primary(redis: Redis) -> None:
+async def _leave_old_primary(redis: Redis) -> None:
     """Close every connection to a primary the Sentinels replaced, those in use included.
 
     redis-py closes only the idle ones when it learns of a failover; one in use — a follower's
@@ -56,7 +56,9 @@ async def leave_old_primary(redis: Redis) -> None:
     long as the partition lasts while the leader publishes on the new one. Closed, the
     command fails like any lost connection and its caller reconnects to the new primary. (A
     Cluster primary cut off from the majority refuses commands by itself: CLUSTERDOWN.)"""
-    pool: Any = redis.connection_pool if not isinstance(redis, RedisCluster) else None
+    if isinstance(redis, RedisCluster):
+        return
+    pool: Any = redis.connection_pool
     if isinstance(pool, SentinelConnectionPool):
         await pool.disconnect(inuse_connections=True)
 
@@ -78,7 +80,7 @@ async def watch_primary(
                     logger.warning(
                         "%s: Redis primary changed from %s to %s", who, gauge.address, address
                     )
-                    await leave_old_primary(redis)
+                    await _leave_old_primary(redis)
                 gauge.set(address)
         honour_cancellation()
         await asyncio.sleep(interval_s)
