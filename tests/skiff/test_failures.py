@@ -64,7 +64,27 @@ def test_dev_on_a_port_in_use_stops_before_starting_anything(busy_port: int) -> 
     assert f"make dev PORT={busy_port + 2}" in line and line.count("\n") == 1
 
 
-def test_dev_on_a_control_port_in_use_stops_before_starting_anything(busy_port: int) -> None:
+@pytest.fixture
+def busy_next_port() -> Iterator[int]:
+    """A port some other server listens on, whose predecessor was free a moment ago (the
+    predecessor of any busy port may be another process's, and then that one is reported)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            free = probe.getsockname()[1]
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", free + 1))
+            except OSError:
+                continue
+            sock.listen()
+            yield free + 1
+            return
+    raise RuntimeError("no free port followed by a free one")
+
+
+def test_dev_on_a_control_port_in_use_stops_before_starting_anything(busy_next_port: int) -> None:
+    busy_port = busy_next_port
     # The proxy's second port (for Skip's clients) is --port + 1 by default.
     done = skiff("dev", "tests.support.cluster_services:service", env={"PORT": str(busy_port - 1)})
     assert done.returncode == 1 and done.stdout == ""
